@@ -1,0 +1,163 @@
+// Incremental parser for RESP requests (arrays of bulk strings, and inline commands) as a server
+// reads them off a socket: resumable at any byte boundary, bounded in every length it accepts.
+
+// Hand-written because the RESP server is the product: the npm parsers decode replies for
+// clients and have no per-request limits, so a hostile peer could make them buffer without end.
+
+export interface RespLimits {
+  /** Largest bulk string accepted, in bytes. */
+  maxBulkBytes: number
+  /** Most elements in one request array. */
+  maxArrayLength: number
+  /** Longest inline command line (and array/bulk header line). */
+  maxInlineBytes: number
+}
+
+export const DEFAULT_RESP_LIMITS: RespLimits = {
+  maxBulkBytes: 1024 * 1024 + 4096,
+  maxArrayLength: 1024 * 1024,
+  maxInlineBytes: 64 * 1024,
+}
+
+/** A malformed request: the server answers `-ERR Protocol error: …` and closes the connection. */
+export class RespProtocolError extends Error {}
+
+const CR = 13
+const LF = 10
+const STAR = 42
+const DOLLAR = 36
+const HEADER_LINE_MAX = 32
+
+export class RespRequestParser {
+  private readonly limits: RespLimits
+  private chunks: Buffer[] = []
+  private buffered = 0
+  /** Bytes that must be buffered before parsing can make progress again. */
+  private needed = 1
+  /** Arguments of the array being read; null when between commands. */
+  private args: Buffer[] | null = null
+  private argsRemaining = 0
+
+  constructor(limits: RespLimits = DEFAULT_RESP_LIMITS) {
+    this.limits = limits
+  }
+
+  /** Feeds bytes; calls onCommand for every complete command. Throws RespProtocolError. */
+  push(chunk: Buffer, onCommand: (args: Buffer[]) => void): void {
+    this.chunks.push(chunk)
+    this.buffered += chunk.length
+    if (this.buffered < this.needed) return
+    const data = this.chunks.length === 1 ? this.chunks[0] : Buffer.concat(this.chunks, this.buffered)
+    const consumed = this.parse(data, onCommand)
+    const rest = data.length - consumed
+    this.chunks = rest > 0 ? [data.subarray(consumed)] : []
+    this.buffered = rest
+  }
+
+  // Parses as many whole elements as data holds; returns the bytes consumed and sets
+  // this.needed to the total length the buffer must reach before a retry can progress.
+  private parse(data: Buffer, onCommand: (args: Buffer[]) => void): number {
+    let pos = 0
+    const end = data.length
+    while (pos < end) {
+      if (this.args === null) {
+        if (data[pos] === STAR) {
+          const lineEnd = this.findLineEnd(data, pos, HEADER_LINE_MAX, 'invalid multibulk length')
+          if (lineEnd < 0) break
+          const count = parseLength(data, pos + 1, lineEnd, 'invalid multibulk length')
+          pos = lineEnd + 2
+          if (count > this.limits.maxArrayLength) throw new RespProtocolError('invalid multibulk length')
+          if (count <= 0) continue
+          this.args = []
+          this.argsRemaining = count
+        } else {
+          const lineEnd = this.findInlineEnd(data, pos)
+          if (lineEnd < 0) break
+          const args = splitInline(data, pos, lineEnd)
+          pos = lineEnd + 1
+          if (args.length > 0) onCommand(args)
+        }
+        continue
+      }
+      if (data[pos] !== DOLLAR) {
+        throw new RespProtocolError(`expected '$', got '${String.fromCharCode(data[pos])}'`)
+      }
+      const lineEnd = this.findLineEnd(data, pos, HEADER_LINE_MAX, 'invalid bulk length')
+      if (lineEnd < 0) break
+      const length = parseLength(data, pos + 1, lineEnd, 'invalid bulk length')
+      if (length < 0 || length > this.limits.maxBulkBytes) throw new RespProtocolError('invalid bulk length')
+      const bodyStart = lineEnd + 2
+      const bodyEnd = bodyStart + length
+      if (bodyEnd + 2 > end) {
+        this.needed = bodyEnd + 2 - pos
+        return pos
+      }
+      if (data[bodyEnd] !== CR || data[bodyEnd + 1] !== LF) throw new RespProtocolError('bulk string not terminated by CRLF')
+      this.args.push(data.subarray(bodyStart, bodyEnd))
+      pos = bodyEnd + 2
+      if (--this.argsRemaining === 0) {
+        const args = this.args
+        this.args = null
+        onCommand(args)
+      }
+    }
+    this.needed = end - pos + 1
+    return pos
+  }
+
+  // Index of the CR of a header line ending in CRLF, or -1 while the line is incomplete.
+  private findLineEnd(data: Buffer, start: number, maxLength: number, what: string): number {
+    const limit = Math.min(data.length, start + maxLength)
+    for (let i = start + 1; i < limit; i++) {
+      if (data[i] === CR) {
+        if (i + 1 >= data.length) return -1
+        if (data[i + 1] !== LF) throw new RespProtocolError(what)
+        return i
+      }
+    }
+    if (limit - start >= maxLength) throw new RespProtocolError(what)
+    return -1
+  }
+
+  private findInlineEnd(data: Buffer, start: number): number {
+    const newline = data.indexOf(LF, start)
+    if (newline >= 0 && newline - start <= this.limits.maxInlineBytes) return newline
+    if (newline < 0 && data.length - start <= this.limits.maxInlineBytes) return -1
+    throw new RespProtocolError('too big inline request')
+  }
+}
+
+function parseLength(data: Buffer, start: number, end: number, what: string): number {
+  let negative = false
+  let i = start
+  if (data[i] === 45 /* - */) {
+    negative = true
+    i++
+  }
+  if (i >= end) throw new RespProtocolError(what)
+  let value = 0
+  for (; i < end; i++) {
+    const digit = data[i] - 48
+    if (digit < 0 || digit > 9) throw new RespProtocolError(what)
+    value = value * 10 + digit
+  }
+  return negative ? -value : value
+}
+
+// Inline commands (what `telnet` or `nc` users type) are split on spaces and tabs; unlike
+// Redis, quotes are not interpreted: use a RESP client for values with spaces.
+function splitInline(data: Buffer, start: number, newline: number): Buffer[] {
+  const end = newline > start && data[newline - 1] === CR ? newline - 1 : newline
+  const args: Buffer[] = []
+  let wordStart = -1
+  for (let i = start; i <= end; i++) {
+    const isSpace = i === end || data[i] === 32 || data[i] === 9
+    if (isSpace) {
+      if (wordStart >= 0) args.push(data.subarray(wordStart, i))
+      wordStart = -1
+    } else if (wordStart < 0) {
+      wordStart = i
+    }
+  }
+  return args
+}

@@ -1,0 +1,57 @@
+// JSON Schema validation (ajv) with errors a person can act on: each names the path in the
+// config ("limits.maxKeyBytes: must be >= 1") and, when the source is YAML, the file and line.
+import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv'
+import { LineCounter, parseDocument, isMap, isSeq, type Node } from 'yaml'
+
+export class ConfigError extends Error {}
+
+const ajv = new Ajv({ allErrors: true, strict: true, allowUnionTypes: true, useDefaults: true })
+
+export function compileSchema<T>(schema: object): ValidateFunction<T> {
+  return ajv.compile<T>(schema)
+}
+
+export interface YamlSource {
+  file: string
+  text: string
+}
+
+/** Parses YAML into plain data; syntax errors name the file and line. */
+export function parseYaml(source: YamlSource): { data: unknown; lineOf(path: string[]): number | undefined } {
+  const lineCounter = new LineCounter()
+  const document = parseDocument(source.text, { lineCounter, prettyErrors: true })
+  if (document.errors.length > 0) {
+    const first = document.errors[0]
+    const line = first.linePos?.[0].line
+    throw new ConfigError(`${source.file}${line ? `:${line}` : ''}: ${first.message.split('\n')[0]}`)
+  }
+  return {
+    data: document.toJS(),
+    lineOf(path) {
+      let node: unknown = document.contents
+      for (const step of path) {
+        if (isMap(node) || isSeq(node)) node = node.get(isSeq(node) ? Number(step) : step, true)
+        else return undefined
+      }
+      const range = (node as Node | undefined)?.range
+      return range ? lineCounter.linePos(range[0]).line : undefined
+    },
+  }
+}
+
+/** Validates data; throws a ConfigError listing every problem as `file:line: path: message`. */
+export function validateOrThrow<T>(validate: ValidateFunction<T>, data: unknown, where: { file?: string; lineOf?(path: string[]): number | undefined } = {}): T {
+  if (validate(data)) return data
+  const lines = (validate.errors ?? []).map((error) => describe(error, where))
+  throw new ConfigError([...new Set(lines)].join('\n'))
+}
+
+function describe(error: ErrorObject, where: { file?: string; lineOf?(path: string[]): number | undefined }): string {
+  const steps = error.instancePath.split('/').slice(1).map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'))
+  if (error.keyword === 'additionalProperties') steps.push(String(error.params.additionalProperty))
+  const path = steps.reduce((text, step) => (/^\d+$/.test(step) ? `${text}[${step}]` : text ? `${text}.${step}` : step), '')
+  const message = error.keyword === 'additionalProperties' ? 'is not a known setting' : error.message ?? 'is invalid'
+  const line = where.lineOf?.(steps)
+  const place = where.file ? `${where.file}${line ? `:${line}` : ''}: ` : ''
+  return `${place}${path || '(top level)'}: ${message}`
+}

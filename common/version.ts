@@ -1,0 +1,4 @@
+// The running shardline version, read once from package.json (shown by INFO, /stats, --version).
+import { readFileSync } from 'node:fs'
+
+export const VERSION: string = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')).version

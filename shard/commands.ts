@@ -1,0 +1,233 @@
+// The shard's RESP command table: each command's arity and handler, behaving as the Redis docs
+// describe, plus shardline's own SL.* extension commands (versioned writes, flags).
+import type { RespWriter } from '../common/resp-writer.ts'
+import { entryFlags, entryValue, entryVersion } from './entry.ts'
+import { StoreError, type Store, type WriteOptions } from './store.ts'
+
+export interface CommandLimits {
+  maxKeyBytes: number
+  maxValueBytes: number
+}
+
+export interface CommandContext {
+  store: Store
+  writer: RespWriter
+  limits: CommandLimits
+  /** The INFO text for the requested sections (all when empty). */
+  info(sections: string[]): string
+  /** Extra CONFIG GET parameters the server knows about. */
+  config(): Record<string, string>
+  /** Close the connection once the replies so far are written. */
+  quit(): void
+}
+
+/** An error reply; the connection stays open. */
+export class CommandError extends Error {}
+
+interface CommandSpec {
+  /** Redis convention: n = exactly n arguments (name included), -n = at least n. */
+  arity: number
+  run(ctx: CommandContext, args: Buffer[]): void
+}
+
+const NOT_INTEGER = 'ERR value is not an integer or out of range'
+const SYNTAX = 'ERR syntax error'
+
+export const COMMANDS = new Map<string, CommandSpec>([
+  ['get', { arity: 2, run: (ctx, args) => replyValue(ctx, ctx.store.get(key(ctx, args[1]))) }],
+  ['set', { arity: -3, run: runSet }],
+  ['del', { arity: -2, run: (ctx, args) => ctx.writer.integer(countKeys(ctx, args, (k) => ctx.store.delete(k))) }],
+  ['exists', { arity: -2, run: (ctx, args) => ctx.writer.integer(countKeys(ctx, args, (k) => ctx.store.peek(k) !== undefined)) }],
+  ['mget', { arity: -2, run: runMget }],
+  ['mset', { arity: -3, run: runMset }],
+  ['incr', { arity: 2, run: (ctx, args) => incrementBy(ctx, args[1], 1n) }],
+  ['decr', { arity: 2, run: (ctx, args) => incrementBy(ctx, args[1], -1n) }],
+  ['incrby', { arity: 3, run: (ctx, args) => incrementBy(ctx, args[1], parseBigInt(args[2])) }],
+  ['decrby', { arity: 3, run: (ctx, args) => incrementBy(ctx, args[1], -parseBigInt(args[2])) }],
+  ['expire', { arity: 3, run: (ctx, args) => ctx.writer.integer(ctx.store.expire(key(ctx, args[1]), parseExpiry(args[2], 1000, 'expire')) ? 1 : 0) }],
+  ['pexpire', { arity: 3, run: (ctx, args) => ctx.writer.integer(ctx.store.expire(key(ctx, args[1]), parseExpiry(args[2], 1, 'pexpire')) ? 1 : 0) }],
+  ['ttl', { arity: 2, run: (ctx, args) => ctx.writer.integer(toSeconds(ctx.store.remainingTtl(key(ctx, args[1])))) }],
+  ['pttl', { arity: 2, run: (ctx, args) => ctx.writer.integer(ctx.store.remainingTtl(key(ctx, args[1]))) }],
+  ['ping', { arity: -1, run: runPing }],
+  ['echo', { arity: 2, run: (ctx, args) => ctx.writer.bulk(args[1]) }],
+  ['info', { arity: -1, run: (ctx, args) => ctx.writer.bulkText(ctx.info(args.slice(1).map((a) => a.toString('latin1').toLowerCase()))) }],
+  ['dbsize', { arity: 1, run: (ctx) => ctx.writer.integer(ctx.store.size) }],
+  ['flushall', { arity: -1, run: runFlush }],
+  ['flushdb', { arity: -1, run: runFlush }],
+  ['quit', { arity: -1, run: (ctx) => { ctx.writer.simple('OK'); ctx.quit() } }],
+  ['select', { arity: 2, run: runSelect }],
+  ['config', { arity: -2, run: runConfig }],
+  ['client', { arity: -2, run: (ctx) => ctx.writer.simple('OK') }],
+  ['command', { arity: -1, run: (ctx) => ctx.writer.arrayHeader(0) }],
+  ['sl.setv', { arity: -4, run: runSetVersioned }],
+  ['sl.getv', { arity: 2, run: runGetVersioned }],
+])
+
+function key(ctx: CommandContext, raw: Buffer): string {
+  if (raw.length > ctx.limits.maxKeyBytes) throw new CommandError(`ERR key too long (${raw.length} bytes, limit ${ctx.limits.maxKeyBytes})`)
+  if (raw.length === 0) throw new CommandError('ERR empty key')
+  return raw.toString('latin1')
+}
+
+function checkValue(ctx: CommandContext, value: Buffer): Buffer {
+  if (value.length > ctx.limits.maxValueBytes) throw new CommandError(`ERR value too large (${value.length} bytes, limit ${ctx.limits.maxValueBytes})`)
+  return value
+}
+
+function replyValue(ctx: CommandContext, packed: string | undefined): void {
+  if (packed === undefined) ctx.writer.nullBulk()
+  else ctx.writer.bulkLatin1(entryValue(packed))
+}
+
+function countKeys(ctx: CommandContext, args: Buffer[], predicate: (key: string) => boolean): number {
+  let count = 0
+  for (let i = 1; i < args.length; i++) if (predicate(key(ctx, args[i]))) count++
+  return count
+}
+
+function runSet(ctx: CommandContext, args: Buffer[]): void {
+  const options = parseWriteOptions(args, 3, 'set')
+  const result = ctx.store.set(key(ctx, args[1]), checkValue(ctx, args[2]), options)
+  if (result === 'condition-failed') ctx.writer.nullBulk()
+  else ctx.writer.simple('OK')
+}
+
+// SET's options after key and value: NX | XX, EX s | PX ms | KEEPTTL. SL.SETV adds FLAGS n.
+function parseWriteOptions(args: Buffer[], from: number, command: string, allowFlags = false): WriteOptions {
+  const options: WriteOptions = {}
+  let expirySet = false
+  for (let i = from; i < args.length; i++) {
+    const option = args[i].toString('latin1').toLowerCase()
+    if ((option === 'nx' || option === 'xx') && options.condition === undefined) {
+      options.condition = option
+    } else if ((option === 'ex' || option === 'px') && !expirySet && i + 1 < args.length) {
+      options.ttlMs = parseExpiry(args[++i], option === 'ex' ? 1000 : 1, command)
+      if (options.ttlMs <= 0) throw new CommandError(`ERR invalid expire time in '${command}' command`)
+      expirySet = true
+    } else if (option === 'keepttl' && !expirySet) {
+      options.keepTtl = true
+      expirySet = true
+    } else if (allowFlags && option === 'flags' && i + 1 < args.length) {
+      const flags = parseInteger(args[++i])
+      if (flags < 0 || flags > 0xffffffff) throw new CommandError(NOT_INTEGER)
+      options.flags = flags
+    } else {
+      throw new CommandError(SYNTAX)
+    }
+  }
+  return options
+}
+
+function runMget(ctx: CommandContext, args: Buffer[]): void {
+  const keys = args.slice(1).map((raw) => key(ctx, raw))
+  ctx.writer.arrayHeader(keys.length)
+  for (const k of keys) replyValue(ctx, ctx.store.get(k))
+}
+
+function runMset(ctx: CommandContext, args: Buffer[]): void {
+  if (args.length % 2 === 0) throw new CommandError("ERR wrong number of arguments for 'mset' command")
+  // Validate every pair first: MSET is all or nothing.
+  const pairs: [string, Buffer][] = []
+  for (let i = 1; i < args.length; i += 2) pairs.push([key(ctx, args[i]), checkValue(ctx, args[i + 1])])
+  for (const [k, value] of pairs) ctx.store.set(k, value)
+  ctx.writer.simple('OK')
+}
+
+function incrementBy(ctx: CommandContext, rawKey: Buffer, delta: bigint): void {
+  try {
+    ctx.writer.integer(Number(ctx.store.incrBy(key(ctx, rawKey), delta)))
+  } catch (error) {
+    if (error instanceof StoreError) throw new CommandError(error.message)
+    throw error
+  }
+}
+
+function runPing(ctx: CommandContext, args: Buffer[]): void {
+  if (args.length > 2) throw new CommandError("ERR wrong number of arguments for 'ping' command")
+  if (args.length === 2) ctx.writer.bulk(args[1])
+  else ctx.writer.simple('PONG')
+}
+
+function runFlush(ctx: CommandContext, args: Buffer[]): void {
+  const mode = args[1]?.toString('latin1').toLowerCase()
+  if (args.length > 2 || (mode !== undefined && mode !== 'async' && mode !== 'sync')) throw new CommandError(SYNTAX)
+  ctx.store.clear()
+  ctx.writer.simple('OK')
+}
+
+function runSelect(ctx: CommandContext, args: Buffer[]): void {
+  if (parseInteger(args[1]) !== 0) throw new CommandError('ERR DB index is out of range (shardline has database 0 only)')
+  ctx.writer.simple('OK')
+}
+
+// CONFIG GET answers the parameters a client may probe (redis-benchmark asks for save and
+// appendonly); CONFIG SET is refused: a shard's settings come from its flags or config file.
+function runConfig(ctx: CommandContext, args: Buffer[]): void {
+  const sub = args[1].toString('latin1').toLowerCase()
+  if (sub !== 'get' || args.length !== 3) throw new CommandError(`ERR CONFIG ${sub.toUpperCase()} is not supported: shardline reads its settings from flags or --config`)
+  const pattern = globToRegExp(args[2].toString('latin1').toLowerCase())
+  const params = { save: '', appendonly: 'no', ...ctx.config() }
+  const matches = Object.entries(params).filter(([name]) => pattern.test(name))
+  ctx.writer.arrayHeader(matches.length * 2)
+  for (const [name, value] of matches) {
+    ctx.writer.bulkText(name)
+    ctx.writer.bulkText(value)
+  }
+}
+
+function globToRegExp(glob: string): RegExp {
+  const escaped = glob.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')
+  return new RegExp(`^${escaped}$`)
+}
+
+// SL.SETV key value version [PX ms] [FLAGS n]: stores only if version is newer than the stored
+// one (last writer wins). Replies :1 when stored, :0 when the stored version is as new or newer.
+function runSetVersioned(ctx: CommandContext, args: Buffer[]): void {
+  const version = parseInteger(args[3])
+  if (version <= 0) throw new CommandError('ERR version must be a positive integer')
+  const options = parseWriteOptions(args, 4, 'sl.setv', true)
+  if (options.condition || options.keepTtl) throw new CommandError(SYNTAX)
+  const result = ctx.store.set(key(ctx, args[1]), checkValue(ctx, args[2]), { ...options, version })
+  ctx.writer.integer(result === 'stored' ? 1 : 0)
+}
+
+// SL.GETV key: [value, version, flags, pttl] or a null reply for a missing key.
+function runGetVersioned(ctx: CommandContext, args: Buffer[]): void {
+  const k = key(ctx, args[1])
+  const packed = ctx.store.get(k)
+  if (packed === undefined) {
+    ctx.writer.nullBulk()
+    return
+  }
+  ctx.writer.arrayHeader(4)
+  ctx.writer.bulkLatin1(entryValue(packed))
+  ctx.writer.integer(entryVersion(packed))
+  ctx.writer.integer(entryFlags(packed))
+  ctx.writer.integer(ctx.store.remainingTtl(k))
+}
+
+function parseInteger(raw: Buffer): number {
+  const text = raw.toString('latin1')
+  if (!/^-?\d{1,16}$/.test(text)) throw new CommandError(NOT_INTEGER)
+  const value = Number(text)
+  if (!Number.isSafeInteger(value)) throw new CommandError(NOT_INTEGER)
+  return value
+}
+
+function parseBigInt(raw: Buffer): bigint {
+  const text = raw.toString('latin1')
+  if (!/^-?\d{1,19}$/.test(text)) throw new CommandError(NOT_INTEGER)
+  return BigInt(text)
+}
+
+function parseExpiry(raw: Buffer, unitMs: number, command: string): number {
+  const value = parseInteger(raw)
+  const ms = value * unitMs
+  if (!Number.isSafeInteger(ms)) throw new CommandError(`ERR invalid expire time in '${command}' command`)
+  return ms
+}
+
+// Redis rounds TTL to the nearest second and keeps -1 / -2 as they are.
+function toSeconds(ms: number): number {
+  return ms < 0 ? ms : Math.floor((ms + 500) / 1000)
+}

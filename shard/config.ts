@@ -1,0 +1,120 @@
+// The shard's settings: command-line flags over an optional YAML file (--config), validated
+// by a JSON Schema, with the defaults a single shard on a laptop wants.
+import { readFileSync } from 'node:fs'
+import { parseArgs } from 'node:util'
+import { parseByteSize } from '../common/byte-size.ts'
+import { ConfigError, compileSchema, parseYaml, validateOrThrow } from '../common/validate.ts'
+import { EVICTION_POLICIES, type EvictionPolicy } from './store.ts'
+import type { RespServerLimits } from './resp-server.ts'
+
+export interface ShardConfig {
+  name: string
+  host: string
+  port: number
+  adminPort: number
+  maxMemory: number
+  policy: EvictionPolicy
+  limits: RespServerLimits
+  sweep: { intervalMs: number; batch: number }
+}
+
+type RawShardConfig = Omit<ShardConfig, 'maxMemory'> & { maxMemory: string | number }
+
+const port = { type: 'integer', minimum: 0, maximum: 65535 }
+const schema = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    name: { type: 'string', minLength: 1, pattern: '^[A-Za-z0-9._-]+$', default: 'shard' },
+    host: { type: 'string', minLength: 1, default: '127.0.0.1' },
+    port: { ...port, default: 6380 },
+    adminPort: { ...port, default: 9380 },
+    maxMemory: { type: ['string', 'integer'], default: '64mb' },
+    policy: { enum: EVICTION_POLICIES, default: 'lru' },
+    limits: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        maxKeyBytes: { type: 'integer', minimum: 1, maximum: 65536, default: 250 },
+        maxValueBytes: { type: 'integer', minimum: 1, maximum: 512 * 1024 * 1024, default: 1024 * 1024 },
+        maxArrayLength: { type: 'integer', minimum: 3, default: 1024 * 1024 },
+        maxOutputBufferBytes: { type: 'integer', minimum: 1024, default: 64 * 1024 * 1024 },
+      },
+    },
+    sweep: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        intervalMs: { type: 'integer', minimum: 1, default: 100 },
+        batch: { type: 'integer', minimum: 1, default: 2000 },
+      },
+    },
+  },
+}
+const validate = compileSchema<RawShardConfig>(schema)
+
+/** The smallest budget accepted: room for a few max-size values plus the sketch. */
+const MIN_MEMORY = 4 * 1024 * 1024
+
+export const SHARD_USAGE = `shardline shard [options]
+  --port <n>          RESP data port (default 6380; 0 picks a free one)
+  --admin-port <n>    admin HTTP port (default 9380; 0 picks a free one)
+  --host <addr>       address to listen on (default 127.0.0.1)
+  --max-memory <size> memory budget for keys, values and overhead: bytes, or 64mb, 4gb (default 64mb)
+  --policy <p>        eviction policy: lru (default), fifo or lfu
+  --name <name>       shard name shown in logs, metrics and INFO (default shard)
+  --config <file>     YAML file with the same settings (flags win)`
+
+export function loadShardConfig(argv: string[]): ShardConfig {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      config: { type: 'string' },
+      port: { type: 'string' },
+      'admin-port': { type: 'string' },
+      host: { type: 'string' },
+      'max-memory': { type: 'string' },
+      policy: { type: 'string' },
+      name: { type: 'string' },
+    },
+    strict: true,
+  })
+  let fromFile: Record<string, unknown> = {}
+  let where: Parameters<typeof validateOrThrow>[2] = {}
+  if (values.config) {
+    const parsed = parseYaml({ file: values.config, text: readFileSync(values.config, 'utf8') })
+    if (parsed.data !== null && (typeof parsed.data !== 'object' || Array.isArray(parsed.data))) throw new ConfigError(`${values.config}: must be a YAML mapping of settings`)
+    fromFile = (parsed.data ?? {}) as Record<string, unknown>
+    where = { file: values.config, lineOf: parsed.lineOf }
+  }
+  const merged: Record<string, unknown> = { ...fromFile }
+  const flag = (name: keyof typeof values, key: string, convert: (text: string) => unknown = (text) => text) => {
+    const text = values[name]
+    if (typeof text === 'string') merged[key] = convert(text)
+  }
+  flag('port', 'port', toPort('--port'))
+  flag('admin-port', 'adminPort', toPort('--admin-port'))
+  flag('host', 'host')
+  flag('max-memory', 'maxMemory')
+  flag('policy', 'policy')
+  flag('name', 'name')
+  const raw = validateOrThrow(validate, merged, where)
+  let maxMemory: number
+  try {
+    maxMemory = parseByteSize(raw.maxMemory)
+  } catch (error) {
+    throw new ConfigError(`maxMemory: ${(error as Error).message}`)
+  }
+  if (maxMemory < MIN_MEMORY) throw new ConfigError(`maxMemory: ${maxMemory} bytes is below the minimum of 4mb`)
+  return { ...raw, maxMemory }
+}
+
+function toPort(flagName: string): (text: string) => number {
+  return (text) => {
+    const value = Number(text)
+    if (!/^\d+$/.test(text) || value > 65535) throw new ConfigError(`${flagName}: "${text}" is not a port number (0-65535)`)
+    return value
+  }
+}

@@ -1,0 +1,77 @@
+// The in-memory form of one stored entry: a single latin1 string of an 18-byte header
+// (version, expiry, flags) followed by the value's bytes.
+
+// Why a packed string: a JS object per entry plus boxed doubles and a Buffer costs about
+// 150 bytes more per item than one flat one-byte string, and per-item memory is what decides
+// how many items a shard holds (see bench/RESULTS.md, "memory per item").
+
+const VERSION_OFFSET = 0
+const EXPIRES_OFFSET = 8
+const FLAGS_OFFSET = 14
+export const ENTRY_HEADER_BYTES = 18
+
+export interface EntryMeta {
+  version: number
+  /** Absolute expiry in epoch milliseconds; 0 = never. */
+  expiresAt: number
+  flags: number
+}
+
+const scratch = Buffer.allocUnsafe(ENTRY_HEADER_BYTES)
+
+export function packEntry(value: Buffer | string, meta: EntryMeta): string {
+  const valueLength = typeof value === 'string' ? value.length : value.length
+  const out = Buffer.allocUnsafe(ENTRY_HEADER_BYTES + valueLength)
+  writeHeader(out, meta)
+  if (typeof value === 'string') out.write(value, ENTRY_HEADER_BYTES, 'latin1')
+  else value.copy(out, ENTRY_HEADER_BYTES)
+  return out.toString('latin1')
+}
+
+/** The same value under a new header (EXPIRE, INCR keep or rewrite only the metadata). */
+export function repackEntry(packed: string, meta: EntryMeta): string {
+  writeHeader(scratch, meta)
+  const out = Buffer.allocUnsafe(packed.length)
+  scratch.copy(out, 0)
+  out.write(packed.substring(ENTRY_HEADER_BYTES), ENTRY_HEADER_BYTES, 'latin1')
+  return out.toString('latin1')
+}
+
+function writeHeader(out: Buffer, meta: EntryMeta): void {
+  out.writeUInt32LE(meta.version % 0x100000000, VERSION_OFFSET)
+  out.writeUInt32LE(Math.floor(meta.version / 0x100000000), VERSION_OFFSET + 4)
+  out.writeUIntLE(meta.expiresAt, EXPIRES_OFFSET, 6)
+  out.writeUInt32LE(meta.flags >>> 0, FLAGS_OFFSET)
+}
+
+export function entryVersion(packed: string): number {
+  return readUInt(packed, VERSION_OFFSET, 4) + readUInt(packed, VERSION_OFFSET + 4, 4) * 0x100000000
+}
+
+export function entryExpiresAt(packed: string): number {
+  return readUInt(packed, EXPIRES_OFFSET, 6)
+}
+
+export function entryFlags(packed: string): number {
+  return readUInt(packed, FLAGS_OFFSET, 4)
+}
+
+export function entryMeta(packed: string): EntryMeta {
+  return { version: entryVersion(packed), expiresAt: entryExpiresAt(packed), flags: entryFlags(packed) }
+}
+
+/** The value bytes as a latin1 string (a cheap slice, no copy). */
+export function entryValue(packed: string): string {
+  return packed.substring(ENTRY_HEADER_BYTES)
+}
+
+export function entryValueLength(packed: string): number {
+  return packed.length - ENTRY_HEADER_BYTES
+}
+
+// Little-endian unsigned integer of up to 6 bytes from a latin1 string.
+function readUInt(packed: string, offset: number, bytes: number): number {
+  let value = 0
+  for (let i = bytes - 1; i >= 0; i--) value = value * 256 + packed.charCodeAt(offset + i)
+  return value
+}

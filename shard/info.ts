@@ -1,0 +1,63 @@
+// The text of the INFO command: Redis's section layout and field names where they apply
+// (server, clients, memory, stats, keyspace), so tools that read Redis's INFO read ours.
+import type { Store } from './store.ts'
+import type { ConnectionStats } from './metrics.ts'
+
+export interface InfoSources {
+  name: string
+  version: string
+  port: number
+  startedAt: number
+  store: Store
+  connections: ConnectionStats
+  totalCommands(): number
+}
+
+const SECTIONS = ['server', 'clients', 'memory', 'stats', 'keyspace'] as const
+
+export function renderInfo(sources: InfoSources, requested: string[]): string {
+  const wanted = requested.length === 0 || requested.some((s) => s === 'all' || s === 'everything' || s === 'default')
+    ? SECTIONS
+    : SECTIONS.filter((section) => requested.includes(section))
+  return wanted.map((section) => `# ${section[0].toUpperCase()}${section.slice(1)}\r\n${fields(sources, section).map(([k, v]) => `${k}:${v}\r\n`).join('')}`).join('\r\n')
+}
+
+function fields(sources: InfoSources, section: (typeof SECTIONS)[number]): Array<[string, string | number]> {
+  const { store, connections } = sources
+  const memory = process.memoryUsage()
+  switch (section) {
+    case 'server':
+      return [
+        // Clients such as ioredis read redis_version to pick features: we speak Redis 7's RESP2.
+        ['redis_version', '7.0.0'],
+        ['shardline_version', sources.version],
+        ['shardline_name', sources.name],
+        ['redis_mode', 'standalone'],
+        ['process_id', process.pid],
+        ['tcp_port', sources.port],
+        ['uptime_in_seconds', Math.floor((Date.now() - sources.startedAt) / 1000)],
+      ]
+    case 'clients':
+      return [['connected_clients', connections.current], ['blocked_clients', 0]]
+    case 'memory':
+      return [
+        ['used_memory', memory.heapUsed + memory.external],
+        ['used_memory_rss', memory.rss],
+        ['used_memory_dataset', store.bytes],
+        ['maxmemory', store.maxMemory],
+        ['maxmemory_policy', `allkeys-${store.policy}`],
+      ]
+    case 'stats':
+      return [
+        ['total_connections_received', connections.total],
+        ['total_commands_processed', sources.totalCommands()],
+        ['keyspace_hits', store.stats.hits],
+        ['keyspace_misses', store.stats.misses],
+        ['expired_keys', store.stats.expiredOnRead + store.stats.expiredBySweep],
+        ['evicted_keys', store.stats.evictions],
+        ['rejected_admissions', store.stats.admissionsRejected],
+      ]
+    case 'keyspace':
+      return store.size > 0 ? [['db0', `keys=${store.size},expires=${store.expiringKeys},avg_ttl=0`]] : []
+  }
+}

@@ -1,0 +1,86 @@
+// The shard's Prometheus metrics: commands and their latency, hits and misses, evictions and
+// expirations, items, bytes, the budget, connections, and the process's own memory.
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+import { LATENCY_BUCKETS_SECONDS, mirroredCounter, type MirroredCounterConfig } from '../common/metric-helpers.ts'
+import type { Store } from './store.ts'
+
+export interface ConnectionStats {
+  current: number
+  total: number
+  dropped: Record<'output_buffer' | 'protocol_error', number>
+}
+
+/** Per-command instruments, pre-bound so the request path does no label lookups. */
+export interface CommandInstruments {
+  ok: { inc(): void }
+  error: { inc(): void }
+  duration: { observe(seconds: number): void }
+}
+
+export class ShardMetrics {
+  readonly registry = new Registry()
+  private readonly commands: Counter<'command' | 'outcome'>
+  private readonly duration: Histogram<'command'>
+  private readonly instruments = new Map<string, CommandInstruments>()
+
+  constructor(name: string, store: Store, connections: ConnectionStats) {
+    this.registry.setDefaultLabels({ shard: name })
+    collectDefaultMetrics({ register: this.registry })
+    this.commands = new Counter({
+      name: 'shardline_shard_commands_total',
+      help: 'RESP commands processed, by command and outcome (ok or error).',
+      labelNames: ['command', 'outcome'],
+      registers: [this.registry],
+    })
+    this.duration = new Histogram({
+      name: 'shardline_shard_command_duration_seconds',
+      help: 'Time to execute a RESP command inside the shard, by command.',
+      labelNames: ['command'],
+      buckets: LATENCY_BUCKETS_SECONDS,
+      registers: [this.registry],
+    })
+    const counter = (name: string, help: string, read: MirroredCounterConfig['read'], labelNames?: string[]) =>
+      mirroredCounter({ name, help, read, labelNames, registry: this.registry })
+    const stats = store.stats
+    counter('shardline_shard_keyspace_hits_total', 'Reads that found a live key.', () => stats.hits)
+    counter('shardline_shard_keyspace_misses_total', 'Reads that found no live key.', () => stats.misses)
+    counter('shardline_shard_evictions_total', 'Entries evicted to stay within the memory budget.', () => stats.evictions)
+    counter('shardline_shard_expirations_total', 'Entries removed because their TTL passed, by reason (read or sweep).', () => [
+      [{ reason: 'read' }, stats.expiredOnRead],
+      [{ reason: 'sweep' }, stats.expiredBySweep],
+    ], ['reason'])
+    counter('shardline_shard_admissions_rejected_total', 'New entries the lfu policy refused because they were rarer than the eviction victim.', () => stats.admissionsRejected)
+    counter('shardline_shard_connections_total', 'RESP connections accepted.', () => connections.total)
+    counter('shardline_shard_connections_dropped_total', 'RESP connections closed by the shard, by reason.', () => [
+      [{ reason: 'output_buffer' }, connections.dropped.output_buffer],
+      [{ reason: 'protocol_error' }, connections.dropped.protocol_error],
+    ], ['reason'])
+    const gauge = (name: string, help: string, read: () => number) =>
+      new Gauge({ name, help, registers: [this.registry], collect() { this.set(read()) } })
+    gauge('shardline_shard_items', 'Live entries in the store.', () => store.size)
+    gauge('shardline_shard_stored_bytes', 'Bytes charged against the memory budget (keys, values, per-entry overhead).', () => store.bytes)
+    gauge('shardline_shard_memory_budget_bytes', 'The configured memory budget (maxMemory).', () => store.maxMemory)
+    gauge('shardline_shard_connections', 'Open RESP connections.', () => connections.current)
+    new Gauge({
+      name: 'shardline_shard_info',
+      help: 'Constant 1, labelled with the eviction policy.',
+      labelNames: ['policy'],
+      registers: [this.registry],
+      collect() { this.set({ policy: store.policy }, 1) },
+    })
+  }
+
+  /** Instruments for one command name (unknown names share "unknown", keeping labels bounded). */
+  command(name: string): CommandInstruments {
+    let instruments = this.instruments.get(name)
+    if (!instruments) {
+      instruments = {
+        ok: this.commands.labels(name, 'ok'),
+        error: this.commands.labels(name, 'error'),
+        duration: this.duration.labels(name),
+      }
+      this.instruments.set(name, instruments)
+    }
+    return instruments
+  }
+}

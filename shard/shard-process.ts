@@ -1,0 +1,72 @@
+// Assembles one shard: the store, its RESP server, the admin HTTP server and the expiry sweep;
+// starts them, reports their addresses, and shuts them down gracefully.
+import type { AddressInfo } from 'node:net'
+import type { Logger } from '../common/logger.ts'
+import { VERSION } from '../common/version.ts'
+import { createAdminServer } from './admin.ts'
+import type { ShardConfig } from './config.ts'
+import { renderInfo } from './info.ts'
+import { ShardMetrics } from './metrics.ts'
+import { RespServer } from './resp-server.ts'
+import { Store } from './store.ts'
+
+export interface RunningShard {
+  config: ShardConfig
+  store: Store
+  data: AddressInfo
+  admin: AddressInfo
+  /** Stops accepting, answers what is in flight, and closes within graceMs. */
+  close(graceMs?: number): Promise<void>
+}
+
+export async function startShard(config: ShardConfig, log: Logger): Promise<RunningShard> {
+  const startedAt = Date.now()
+  const store = new Store({ maxMemory: config.maxMemory, policy: config.policy })
+  let closing = false
+  let dataPort = config.port
+  // The metrics read the server's connection counts, and the server reports into the metrics.
+  const connections = { current: 0, total: 0, dropped: { output_buffer: 0, protocol_error: 0 } }
+  const metrics = new ShardMetrics(config.name, store, connections)
+  const resp: RespServer = new RespServer({
+    store,
+    limits: config.limits,
+    metrics,
+    log,
+    connections,
+    info: (sections) => renderInfo({ name: config.name, version: VERSION, port: dataPort, startedAt, store, connections, totalCommands: () => resp.totalCommands }, sections),
+    config: () => ({ maxmemory: String(config.maxMemory), 'maxmemory-policy': `allkeys-${config.policy}` }),
+  })
+  const stats = () => ({
+    name: config.name,
+    version: VERSION,
+    uptimeSeconds: Math.floor((Date.now() - startedAt) / 1000),
+    policy: store.policy,
+    items: store.size,
+    expiringItems: store.expiringKeys,
+    storedBytes: store.bytes,
+    maxMemory: store.maxMemory,
+    ...store.stats,
+    commandsProcessed: resp.totalCommands,
+    connections: { ...connections, dropped: { ...connections.dropped } },
+    memory: process.memoryUsage(),
+  })
+  const admin = createAdminServer({ store, metrics, limits: config.limits, log, stats, ready: () => !closing })
+  const data = await resp.listen(config.port, config.host)
+  dataPort = data.port
+  await admin.listen({ port: config.adminPort, host: config.host })
+  const adminAddress = admin.server.address() as AddressInfo
+  const sweeper = setInterval(() => store.sweep(config.sweep.batch), config.sweep.intervalMs)
+  sweeper.unref()
+  log.info({ name: config.name, data: `${data.address}:${data.port}`, admin: `${adminAddress.address}:${adminAddress.port}`, maxMemory: config.maxMemory, policy: config.policy }, 'shard started')
+  return {
+    config,
+    store,
+    data,
+    admin: adminAddress,
+    async close(graceMs = 4000) {
+      closing = true
+      clearInterval(sweeper)
+      await Promise.all([resp.close(graceMs), admin.close()])
+    },
+  }
+}

@@ -1,0 +1,243 @@
+// The shard's key-value store: lru-cache under a hard byte budget, with per-entry TTL,
+// versions, flags, and the lru / fifo / lfu eviction policies. Knows nothing of the network.
+import { LRUCache } from 'lru-cache'
+import { CountMinSketch } from '../common/count-min-sketch.ts'
+import { HybridLogicalClock } from '../common/hlc.ts'
+import { ExpiryIndex } from './expiry-index.ts'
+import {
+  entryExpiresAt,
+  entryFlags,
+  entryValue,
+  entryVersion,
+  packEntry,
+  repackEntry,
+} from './entry.ts'
+
+export type EvictionPolicy = 'lru' | 'fifo' | 'lfu'
+export const EVICTION_POLICIES: readonly EvictionPolicy[] = ['lru', 'fifo', 'lfu']
+
+/**
+ * Bytes one entry costs beyond its key and packed value: two string headers, the Map slot and
+ * lru-cache's per-index arrays. Measured by bench/memory.ts (RSS per item minus payload).
+ */
+export const ENTRY_OVERHEAD_BYTES = 112
+
+export interface StoreOptions {
+  maxMemory: number
+  policy?: EvictionPolicy
+  /** Epoch milliseconds; tests pass a controllable clock. */
+  now?: () => number
+}
+
+export interface WriteOptions {
+  /** Time to live in milliseconds; absent or 0 = no expiry. */
+  ttlMs?: number
+  /** Keep the current entry's expiry (SET … KEEPTTL). */
+  keepTtl?: boolean
+  /** nx: only if absent; xx: only if present. */
+  condition?: 'nx' | 'xx'
+  flags?: number
+  /** A version from elsewhere (router, primary): the write applies only if it is newer. */
+  version?: number
+}
+
+export type WriteResult = 'stored' | 'condition-failed' | 'stale' | 'rejected'
+
+export class StoreError extends Error {}
+
+export interface StoreStats {
+  hits: number
+  misses: number
+  evictions: number
+  expiredOnRead: number
+  expiredBySweep: number
+  admissionsRejected: number
+}
+
+export class Store {
+  readonly maxMemory: number
+  readonly policy: EvictionPolicy
+  readonly stats: StoreStats = { hits: 0, misses: 0, evictions: 0, expiredOnRead: 0, expiredBySweep: 0, admissionsRejected: 0 }
+  private readonly now: () => number
+  private readonly clock: HybridLogicalClock
+  private readonly cache: LRUCache<string, string>
+  private readonly expiries: ExpiryIndex
+  private readonly frequency: CountMinSketch | null
+
+  constructor(options: StoreOptions) {
+    this.maxMemory = options.maxMemory
+    this.policy = options.policy ?? 'lru'
+    this.now = options.now ?? Date.now
+    this.clock = new HybridLogicalClock(this.now)
+    this.expiries = new ExpiryIndex(100, this.now())
+    this.cache = new LRUCache<string, string>({
+      maxSize: this.maxMemory,
+      sizeCalculation: (packed, key) => entryCost(key, packed),
+      dispose: (packed, key, reason) => {
+        this.expiries.remove(key, entryExpiresAt(packed))
+        if (reason === 'evict') this.stats.evictions++
+      },
+    })
+    // TinyLFU sizing: about one counter per entry the budget can hold, aged every 10x that.
+    const width = Math.min(1 << 22, Math.max(1024, Math.floor(this.maxMemory / 256)))
+    this.frequency = this.policy === 'lfu' ? new CountMinSketch({ width, depth: 4, decayAfter: width * 10 }) : null
+  }
+
+  get size(): number {
+    return this.cache.size
+  }
+
+  /** Live keys that carry a TTL (INFO's expires=). */
+  get expiringKeys(): number {
+    return this.expiries.size
+  }
+
+  /** Bytes charged against maxMemory. */
+  get bytes(): number {
+    return this.cache.calculatedSize
+  }
+
+  /** The live packed entry for key (see entry.ts), counted as a read for hits and eviction order. */
+  get(key: string): string | undefined {
+    this.frequency?.increment(key)
+    const packed = this.policy === 'fifo' ? this.cache.peek(key) : this.cache.get(key)
+    if (packed === undefined || this.expireIfDue(key, packed)) {
+      this.stats.misses++
+      return undefined
+    }
+    this.stats.hits++
+    return packed
+  }
+
+  /** The live packed entry without touching stats or eviction order (TTL, EXISTS, replication). */
+  peek(key: string): string | undefined {
+    const packed = this.cache.peek(key)
+    if (packed === undefined || this.expireIfDue(key, packed)) return undefined
+    return packed
+  }
+
+  set(key: string, value: Buffer | string, options: WriteOptions = {}): WriteResult {
+    const current = this.peek(key)
+    if (options.condition === 'nx' && current !== undefined) return 'condition-failed'
+    if (options.condition === 'xx' && current === undefined) return 'condition-failed'
+    let version: number
+    if (options.version !== undefined) {
+      if (current !== undefined && entryVersion(current) >= options.version) return 'stale'
+      this.clock.observe(options.version)
+      version = options.version
+    } else {
+      version = this.clock.next()
+    }
+    let expiresAt = 0
+    if (options.keepTtl && current !== undefined) expiresAt = entryExpiresAt(current)
+    else if (options.ttlMs) expiresAt = this.now() + options.ttlMs
+    const packed = packEntry(value, { version, expiresAt, flags: options.flags ?? 0 })
+    if (current === undefined && !this.admit(key, packed)) return 'rejected'
+    this.cache.set(key, packed)
+    this.expiries.add(key, expiresAt)
+    return 'stored'
+  }
+
+  delete(key: string): boolean {
+    const existed = this.peek(key) !== undefined
+    this.cache.delete(key)
+    return existed
+  }
+
+  /** Sets a key's TTL; a TTL of 0 or less deletes it, as Redis does. False if the key is absent. */
+  expire(key: string, ttlMs: number): boolean {
+    const current = this.peek(key)
+    if (current === undefined) return false
+    if (ttlMs <= 0) return this.delete(key)
+    this.rewriteMeta(key, current, this.now() + ttlMs)
+    return true
+  }
+
+  /** Remaining TTL in ms, -1 for a key without expiry, -2 for a missing key (Redis's PTTL). */
+  remainingTtl(key: string): number {
+    const current = this.peek(key)
+    if (current === undefined) return -2
+    const expiresAt = entryExpiresAt(current)
+    return expiresAt === 0 ? -1 : Math.max(0, expiresAt - this.now())
+  }
+
+  /** Adds delta to an integer value (a missing key counts as 0) and returns the result. */
+  incrBy(key: string, delta: bigint): bigint {
+    const current = this.peek(key)
+    let base = 0n
+    if (current !== undefined) {
+      const text = entryValue(current)
+      if (!/^-?\d{1,19}$/.test(text)) throw new StoreError('ERR value is not an integer or out of range')
+      base = BigInt(text)
+    }
+    const result = base + delta
+    if (result > INT64_MAX || result < INT64_MIN) throw new StoreError('ERR increment or decrement would overflow')
+    const expiresAt = current === undefined ? 0 : entryExpiresAt(current)
+    const flags = current === undefined ? 0 : entryFlags(current)
+    const packed = packEntry(result.toString(), { version: this.clock.next(), expiresAt, flags })
+    this.cache.set(key, packed)
+    this.expiries.add(key, expiresAt)
+    return result
+  }
+
+  clear(): void {
+    this.cache.clear()
+    this.expiries.clear()
+    this.frequency?.clear()
+  }
+
+  /** Removes up to limit expired entries; returns how many were removed. */
+  sweep(limit: number): number {
+    const now = this.now()
+    let removed = 0
+    for (const key of this.expiries.due(now, limit)) {
+      const packed = this.cache.peek(key)
+      const expiresAt = packed === undefined ? 0 : entryExpiresAt(packed)
+      if (packed === undefined || expiresAt === 0) continue
+      if (expiresAt <= now) {
+        this.cache.delete(key)
+        this.stats.expiredBySweep++
+        removed++
+      } else {
+        this.expiries.add(key, expiresAt)
+      }
+    }
+    return removed
+  }
+
+  private expireIfDue(key: string, packed: string): boolean {
+    const expiresAt = entryExpiresAt(packed)
+    if (expiresAt === 0 || expiresAt > this.now()) return false
+    this.cache.delete(key)
+    this.stats.expiredOnRead++
+    return true
+  }
+
+  private rewriteMeta(key: string, packed: string, expiresAt: number): void {
+    const rewritten = repackEntry(packed, { version: this.clock.next(), expiresAt, flags: entryFlags(packed) })
+    this.cache.set(key, rewritten)
+    this.expiries.add(key, expiresAt)
+  }
+
+  // TinyLFU admission: when a new entry would force an eviction, it gets in only if it has
+  // been asked for more often than the entry that would leave. lru and fifo admit everything.
+  private admit(key: string, packed: string): boolean {
+    if (this.frequency === null) return true
+    this.frequency.increment(key)
+    if (this.cache.calculatedSize + entryCost(key, packed) <= this.maxMemory) return true
+    const victim = this.cache.rkeys().next()
+    if (victim.done) return true
+    if (this.frequency.estimate(key) > this.frequency.estimate(victim.value)) return true
+    this.stats.admissionsRejected++
+    return false
+  }
+}
+
+const INT64_MAX = 2n ** 63n - 1n
+const INT64_MIN = -(2n ** 63n)
+
+/** What one entry is charged against the budget. */
+export function entryCost(key: string, packed: string): number {
+  return key.length + packed.length + ENTRY_OVERHEAD_BYTES
+}
+
