@@ -31,11 +31,6 @@ export class CountMinSketch {
     this.slots = new Int32Array(this.depth)
   }
 
-  /** Bytes of counter memory the sketch holds. */
-  get byteSize(): number {
-    return this.counters.byteLength
-  }
-
   /** Adds one occurrence of key and returns its new estimate. */
   increment(key: string): number {
     const minimum = this.locate(key)

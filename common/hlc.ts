@@ -23,7 +23,3 @@ export class HybridLogicalClock {
   }
 }
 
-/** The wall-clock milliseconds a version was issued at. */
-export function versionTime(version: number): number {
-  return Math.floor(version / LOGICAL_RANGE)
-}

@@ -16,9 +16,12 @@ export function createHttpServer(options: HttpServerOptions) {
     logController: new LogController({ disableRequestLogging: !options.accessLog }),
     bodyLimit: options.bodyLimit,
     // A ttl of "10" in a JSON body is a client bug worth a 400, not something to guess at.
-    ajv: { customOptions: { coerceTypes: false } },
+    // Unknown fields are refused rather than silently dropped.
+    ajv: { customOptions: { coerceTypes: false, removeAdditional: false } },
   }
   const app = Fastify(serverOptions)
+  // Bodies are JSON or raw bytes (octet-stream); text/plain would be a value of unclear encoding.
+  app.removeContentTypeParser('text/plain')
   installErrorHandlers(app)
   return app
 }

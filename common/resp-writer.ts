@@ -2,14 +2,12 @@
 // socket read leaves in a single write (the whole point of pipelining).
 
 const INITIAL_CAPACITY = 16 * 1024
+/** A buffer grown past this (one huge reply) is not kept for the next round. */
+const MAX_KEPT_CAPACITY = 1024 * 1024
 
 export class RespWriter {
   private buffer = Buffer.allocUnsafe(INITIAL_CAPACITY)
   private length = 0
-
-  get pendingBytes(): number {
-    return this.length
-  }
 
   simple(text: string): void {
     this.ascii(`+${text}\r\n`)
@@ -54,12 +52,14 @@ export class RespWriter {
     this.bulk(Buffer.from(text, 'utf8'))
   }
 
-  /** Hands over everything written so far and starts a fresh buffer. */
-  take(): Buffer {
-    const out = this.buffer.subarray(0, this.length)
-    this.buffer = Buffer.allocUnsafe(Math.max(INITIAL_CAPACITY, Math.min(this.buffer.length, 1024 * 1024)))
+  /** Writes everything so far to the socket in one write and starts over. */
+  writeTo(socket: { write(data: Buffer): boolean; readonly writableLength: number }): void {
+    if (this.length === 0) return
+    socket.write(this.buffer.subarray(0, this.length))
+    // Nothing left queued means the kernel took the bytes already and the buffer is free to
+    // reuse; otherwise the pending write still points into it, so start a new one.
+    if (socket.writableLength > 0 || this.buffer.length > MAX_KEPT_CAPACITY) this.buffer = Buffer.allocUnsafe(INITIAL_CAPACITY)
     this.length = 0
-    return out
   }
 
   private ascii(text: string): void {

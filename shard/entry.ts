@@ -56,17 +56,9 @@ export function entryFlags(packed: string): number {
   return readUInt(packed, FLAGS_OFFSET, 4)
 }
 
-export function entryMeta(packed: string): EntryMeta {
-  return { version: entryVersion(packed), expiresAt: entryExpiresAt(packed), flags: entryFlags(packed) }
-}
-
 /** The value bytes as a latin1 string (a cheap slice, no copy). */
 export function entryValue(packed: string): string {
   return packed.substring(ENTRY_HEADER_BYTES)
-}
-
-export function entryValueLength(packed: string): number {
-  return packed.length - ENTRY_HEADER_BYTES
 }
 
 // Little-endian unsigned integer of up to 6 bytes from a latin1 string.

@@ -114,7 +114,7 @@ export class RespServer {
         log.warn({ remote: socket.remoteAddress, error: error.message }, 'closing RESP connection after a protocol error')
         closing = true
       }
-      if (writer.pendingBytes > 0) socket.write(writer.take())
+      writer.writeTo(socket)
       if (closing) {
         socket.end()
         return

@@ -20,7 +20,7 @@ export const EVICTION_POLICIES: readonly EvictionPolicy[] = ['lru', 'fifo', 'lfu
  * Bytes one entry costs beyond its key and packed value: two string headers, the Map slot and
  * lru-cache's per-index arrays. Measured by bench/memory.ts (RSS per item minus payload).
  */
-export const ENTRY_OVERHEAD_BYTES = 112
+export const ENTRY_OVERHEAD_BYTES = 152
 
 export interface StoreOptions {
   maxMemory: number

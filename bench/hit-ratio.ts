@@ -1,0 +1,176 @@
+// Hit ratio of the shard's Store (in-process, no network) for the lru, fifo and lfu policies on
+// seeded Zipf 0.8 / 1.0 / 1.2 read-through streams over 1M keys, cache holding 1% and 10% of them.
+import { ENTRY_HEADER_BYTES } from '../shard/entry.ts'
+import { entryCost, Store, type EvictionPolicy } from '../shard/store.ts'
+import { codeVersion, formatTable, median } from './lib.ts'
+
+const KEYS = 1_000_000
+const KEY_BYTES = 16
+const VALUE = 'v'.repeat(8)
+const ZIPF_EXPONENTS = [0.8, 1.0, 1.2]
+const CACHE_FRACTIONS = [0.01, 0.1]
+const POLICIES: EvictionPolicy[] = ['lru', 'fifo', 'lfu']
+const WARMUP_REQUESTS = Number(process.env.HIT_RATIO_WARMUP ?? 1_000_000)
+const MEASURED_REQUESTS = Number(process.env.HIT_RATIO_REQUESTS ?? 2_000_000)
+const SEEDS = [1, 2, 3]
+/** A seed is only started if, at the pace of the first, it ends within this (bounds the run on a slow machine). */
+const TIME_BUDGET_MS = 5 * 60_000
+
+/** sfc32 seeded through splitmix32: small, fast, and good enough for sampling. */
+function createRandom(seed: number): () => number {
+  let state = seed >>> 0
+  const splitmix = () => {
+    state = (state + 0x9e3779b9) >>> 0
+    let z = state
+    z = Math.imul(z ^ (z >>> 16), 0x85ebca6b)
+    z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35)
+    return (z ^ (z >>> 16)) >>> 0
+  }
+  let a = splitmix()
+  let b = splitmix()
+  let c = splitmix()
+  let d = splitmix()
+  const next32 = () => {
+    const t = (((a + b) >>> 0) + d) >>> 0
+    d = (d + 1) >>> 0
+    a = b ^ (b >>> 9)
+    b = (c + (c << 3)) >>> 0
+    c = ((c << 21) | (c >>> 11)) >>> 0
+    c = (c + t) >>> 0
+    return t
+  }
+  for (let i = 0; i < 16; i++) next32()
+  // 53 random bits: the rarest ranks of a 1M-key Zipf 1.2 have probabilities near 1e-8.
+  return () => ((next32() >>> 5) * 67108864 + (next32() >>> 6)) / 9007199254740992
+}
+
+/** Cumulative probabilities of ranks 1..n under Zipf(s). */
+function zipfCdf(n: number, s: number): Float64Array {
+  const cdf = new Float64Array(n)
+  let sum = 0
+  for (let rank = 1; rank <= n; rank++) {
+    sum += 1 / Math.pow(rank, s)
+    cdf[rank - 1] = sum
+  }
+  for (let i = 0; i < n; i++) cdf[i] /= sum
+  cdf[n - 1] = 1
+  return cdf
+}
+
+/** Key indices of a request stream: Zipf ranks by binary search over the CDF, mapped through a shuffle. */
+function requestStream(cdf: Float64Array, rankToKey: Int32Array, length: number, random: () => number): Int32Array {
+  const stream = new Int32Array(length)
+  const n = cdf.length
+  for (let i = 0; i < length; i++) {
+    const u = random()
+    let low = 0
+    let high = n - 1
+    while (low < high) {
+      const mid = (low + high) >>> 1
+      if (cdf[mid] > u) high = mid
+      else low = mid + 1
+    }
+    stream[i] = rankToKey[low]
+  }
+  return stream
+}
+
+function shuffledRanks(n: number, random: () => number): Int32Array {
+  const map = new Int32Array(n)
+  for (let i = 0; i < n; i++) map[i] = i
+  for (let i = n - 1; i > 0; i--) {
+    const j = Math.floor(random() * (i + 1))
+    const t = map[i]
+    map[i] = map[j]
+    map[j] = t
+  }
+  return map
+}
+
+/** Read-through over the stream; returns the hit ratio of the part after the warm-up. */
+function simulate(policy: EvictionPolicy, capacity: number, keys: string[], stream: Int32Array): number {
+  const cost = entryCost(keys[0], 'x'.repeat(ENTRY_HEADER_BYTES + VALUE.length))
+  const store = new Store({ maxMemory: capacity * cost, policy })
+  let hits = 0
+  for (let i = 0; i < stream.length; i++) {
+    const key = keys[stream[i]]
+    if (store.get(key) !== undefined) {
+      if (i >= WARMUP_REQUESTS) hits++
+    } else {
+      store.set(key, VALUE)
+    }
+  }
+  if (store.size > capacity) throw new Error(`${policy} store holds ${store.size} entries, more than ${capacity} (entry cost ${cost})`)
+  return hits / (stream.length - WARMUP_REQUESTS)
+}
+
+/** The budget holds exactly `capacity` entries: fill with more distinct keys and count what stays. */
+function checkCapacity(capacity: number, keys: string[]): void {
+  const cost = entryCost(keys[0], 'x'.repeat(ENTRY_HEADER_BYTES + VALUE.length))
+  const store = new Store({ maxMemory: capacity * cost, policy: 'lru' })
+  for (let i = 0; i < capacity + 100; i++) store.set(keys[i], VALUE)
+  if (store.size !== capacity || store.bytes !== capacity * cost) {
+    throw new Error(`a budget of ${capacity} x ${cost} bytes holds ${store.size} entries (${store.bytes} bytes charged), expected ${capacity}`)
+  }
+}
+
+function main(): void {
+  const started = Date.now()
+  const keys: string[] = []
+  for (let i = 0; i < KEYS; i++) keys.push(`key:${String(i).padStart(KEY_BYTES - 4, '0')}`)
+  if (keys.some((k) => k.length !== KEY_BYTES)) throw new Error('keys must be fixed-size')
+  const cost = entryCost(keys[0], 'x'.repeat(ENTRY_HEADER_BYTES + VALUE.length))
+  console.log(`code: ${codeVersion()}`)
+  console.log(`${KEYS} keys of ${KEY_BYTES} bytes, ${VALUE.length}-byte values, entry cost ${cost} bytes; ${WARMUP_REQUESTS} warm-up + ${MEASURED_REQUESTS} measured requests per cell; seeds ${SEEDS.join(', ')}`)
+
+  // ratios[zipf][fraction][policy] = hit ratio per seed
+  const ratios = new Map<string, number[]>()
+  const cell = (s: number, fraction: number, policy: string) => `${s}/${fraction}/${policy}`
+  for (const fraction of CACHE_FRACTIONS) checkCapacity(Math.round(KEYS * fraction), keys)
+  let seedsRun = 0
+  for (const seed of SEEDS) {
+    const elapsed = Date.now() - started
+    if (seedsRun > 0 && elapsed + elapsed / seedsRun > TIME_BUDGET_MS) break
+    seedsRun++
+    const random = createRandom(seed)
+    const rankToKey = shuffledRanks(KEYS, random)
+    for (const s of ZIPF_EXPONENTS) {
+      const stream = requestStream(zipfCdf(KEYS, s), rankToKey, WARMUP_REQUESTS + MEASURED_REQUESTS, random)
+      for (const fraction of CACHE_FRACTIONS) {
+        const capacity = Math.round(KEYS * fraction)
+        for (const policy of POLICIES) {
+          const ratio = simulate(policy, capacity, keys, stream)
+          const name = cell(s, fraction, policy)
+          ratios.set(name, [...(ratios.get(name) ?? []), ratio])
+        }
+        const line = POLICIES.map((p) => `${p} ${(100 * ratios.get(cell(s, fraction, p))!.at(-1)!).toFixed(2)}%`).join('  ')
+        console.log(`  seed ${seed} zipf ${s.toFixed(1)} cache ${(fraction * 100).toFixed(0).padStart(2)}%: ${line}  (${((Date.now() - started) / 1000).toFixed(0)} s)`)
+      }
+    }
+  }
+
+  const rows: Array<Array<string | number>> = []
+  const verdicts: string[] = []
+  for (const s of ZIPF_EXPONENTS) {
+    const cdf = zipfCdf(KEYS, s)
+    for (const fraction of CACHE_FRACTIONS) {
+      // Upper bound for any policy on an independent-reference stream: the request share of the top ranks.
+      const ideal = cdf[Math.round(KEYS * fraction) - 1]
+      const values = POLICIES.map((p) => median(ratios.get(cell(s, fraction, p)) ?? []))
+      const runs = Math.min(...POLICIES.map((p) => ratios.get(cell(s, fraction, p))?.length ?? 0))
+      rows.push([s.toFixed(1), `${(fraction * 100).toFixed(0)}%`, ...values.map((v) => (100 * v).toFixed(1)), (100 * ideal).toFixed(1), runs])
+      const [lru, , lfu] = values
+      if (lfu < lru - 0.05) verdicts.push(`zipf ${s.toFixed(1)} cache ${fraction * 100}%: lfu ${(100 * (lru - lfu)).toFixed(1)} points below lru`)
+    }
+  }
+  console.log(`\nhit % after warm-up, median over ${seedsRun} seed(s) (each seed: its own key shuffle and request stream)\n`)
+  console.log(formatTable(['zipf', 'cache size', 'lru', 'fifo', 'lfu', 'ideal', 'runs'], rows))
+  console.log('(ideal = request share of the most popular keys that fit: the best any policy can do on this stream)')
+  const lfuAt1 = median(ratios.get(cell(1.0, 0.01, 'lfu')) ?? [])
+  console.log(`\nlfu at zipf 1.0, 1%: ${(100 * lfuAt1).toFixed(1)}% (target >= 50%) → ${lfuAt1 >= 0.5 ? 'met' : 'NOT met'}`)
+  console.log(verdicts.length === 0 ? 'lfu is never more than 5 points below lru → met' : `lfu more than 5 points below lru → NOT met:\n  ${verdicts.join('\n  ')}`)
+  if (seedsRun < SEEDS.length) console.log(`time budget of ${TIME_BUDGET_MS / 1000} s: ran ${seedsRun} of ${SEEDS.length} seeds`)
+  console.log(`\ntotal time ${((Date.now() - started) / 1000).toFixed(0)} s`)
+}
+
+main()

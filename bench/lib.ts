@@ -1,0 +1,466 @@
+// Shared benchmark helpers: free ports, tracked child processes (always killed, also on error
+// or signal), starting a shard / redis-server / memcached on 127.0.0.1, small RESP and memcached clients.
+import { execFileSync, spawn, type ChildProcess, type SpawnOptions } from 'node:child_process'
+import { readFileSync } from 'node:fs'
+import net from 'node:net'
+import { fileURLToPath } from 'node:url'
+
+export const HOST = '127.0.0.1'
+export const REPO_ROOT = fileURLToPath(new URL('..', import.meta.url))
+const SHARDLINE_CLI = fileURLToPath(new URL('../cli/shardline.ts', import.meta.url))
+
+// ---------------------------------------------------------------- processes
+
+export interface TrackedProcess {
+  name: string
+  child: ChildProcess
+  /** Last few kilobytes of stdout + stderr, for error messages. */
+  output(): string
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>
+}
+
+const tracked = new Set<TrackedProcess>()
+let cleanupInstalled = false
+
+function installCleanup(): void {
+  if (cleanupInstalled) return
+  cleanupInstalled = true
+  // Last resort: whatever is still running when this process exits is killed outright.
+  process.on('exit', () => {
+    for (const proc of tracked) {
+      if (proc.child.exitCode === null && proc.child.signalCode === null) proc.child.kill('SIGKILL')
+    }
+  })
+  const onSignal = (signal: NodeJS.Signals) => {
+    console.error(`\n${signal}: stopping benchmark processes`)
+    void killAll().finally(() => process.exit(130))
+  }
+  process.once('SIGINT', onSignal)
+  process.once('SIGTERM', onSignal)
+}
+
+/** Spawns a child that is killed when the benchmark ends, however it ends. Output is always drained. */
+export function spawnTracked(name: string, command: string, args: string[], options: SpawnOptions = {}): TrackedProcess {
+  installCleanup()
+  const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], ...options })
+  let tail = ''
+  const keep = (chunk: Buffer) => {
+    tail = (tail + chunk.toString('utf8')).slice(-8192)
+  }
+  child.stdout?.on('data', keep)
+  child.stderr?.on('data', keep)
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+    child.once('exit', (code, signal) => resolve({ code, signal }))
+    child.once('error', () => resolve({ code: -1, signal: null }))
+  })
+  const proc: TrackedProcess = { name, child, output: () => tail, exited }
+  tracked.add(proc)
+  void exited.then(() => tracked.delete(proc))
+  return proc
+}
+
+/** SIGTERM, then SIGKILL after graceMs; resolves once the process is gone. */
+export async function killProcess(proc: TrackedProcess, graceMs = 5000): Promise<void> {
+  const { child } = proc
+  if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) {
+    tracked.delete(proc)
+    return
+  }
+  child.kill('SIGTERM')
+  const timer = setTimeout(() => child.kill('SIGKILL'), graceMs)
+  await proc.exited
+  clearTimeout(timer)
+  tracked.delete(proc)
+}
+
+export async function killAll(): Promise<void> {
+  await Promise.all([...tracked].map((proc) => killProcess(proc, 3000)))
+}
+
+/** Runs a benchmark's main function; on any outcome every tracked process is killed. */
+export function runMain(main: () => Promise<void>): void {
+  installCleanup()
+  main()
+    .catch((error: unknown) => {
+      console.error(error)
+      process.exitCode = 1
+    })
+    .finally(() => killAll())
+}
+
+/** Runs a command to completion (tracked, so it dies with the benchmark); rejects on non-zero exit or timeout. */
+export async function runCommand(name: string, command: string, args: string[], timeoutMs: number): Promise<string> {
+  const proc = spawnTracked(name, command, args)
+  let stdout = ''
+  proc.child.stdout?.on('data', (chunk: Buffer) => {
+    stdout += chunk.toString('utf8')
+  })
+  const timer = setTimeout(() => void killProcess(proc, 1000), timeoutMs)
+  const { code, signal } = await proc.exited
+  clearTimeout(timer)
+  if (code !== 0) throw new Error(`${name} failed (code ${code}, signal ${signal}):\n${proc.output()}`)
+  return stdout
+}
+
+// ---------------------------------------------------------------- ports and servers
+
+/** A port that was free a moment ago: bind port 0 on loopback, read it, close. */
+export async function freePort(): Promise<number> {
+  const server = net.createServer()
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(0, HOST, () => resolve())
+  })
+  const { port } = server.address() as net.AddressInfo
+  await new Promise<void>((resolve) => server.close(() => resolve()))
+  return port
+}
+
+export interface RunningServer {
+  kind: 'shard' | 'redis' | 'memcached'
+  proc: TrackedProcess
+  port: number
+  /** The pid whose memory is the server's (for the shard, INFO's process_id). */
+  pid: number
+  adminUrl?: string
+}
+
+export interface ShardOptions {
+  maxMemory?: string
+  policy?: 'lru' | 'fifo' | 'lfu'
+  name?: string
+}
+
+/** Starts `shardline shard` with ports 0 and waits for its "ready" line. */
+export async function startShard(options: ShardOptions = {}): Promise<RunningServer> {
+  const name = options.name ?? 'bench'
+  const args = [SHARDLINE_CLI, 'shard', '--port', '0', '--admin-port', '0', '--max-memory', options.maxMemory ?? '64mb', '--policy', options.policy ?? 'lru', '--name', name]
+  // process.execPath is the pinned node 24 that runs this script (npx node), so the child's pid is
+  // the shard's own (its re-exec with a heap limit keeps the pid).
+  const proc = spawnTracked(`shard ${name}`, process.execPath, args, { cwd: REPO_ROOT, env: { ...process.env, SHARDLINE_LOG_LEVEL: 'warn' } })
+  const ready = new RegExp(`shardline shard ${name} ready: resp ([\\d.]+):(\\d+) admin (http://\\S+)`)
+  const match = await waitForOutput(proc, ready, 30_000)
+  const port = Number(match[2])
+  const client = await RespClient.connect(port)
+  try {
+    const info = parseInfo(await client.commandText('INFO', 'server'))
+    return { kind: 'shard', proc, port, pid: Number(info.process_id), adminUrl: match[3] }
+  } finally {
+    client.close()
+  }
+}
+
+export async function startRedis(): Promise<RunningServer> {
+  const port = await freePort()
+  const proc = spawnTracked('redis-server', '/usr/bin/redis-server', [
+    '--bind', HOST, '--port', String(port), '--save', '', '--appendonly', 'no', '--protected-mode', 'yes', '--daemonize', 'no', '--logfile', '',
+  ])
+  await waitForPort(proc, port, 15_000)
+  const client = await RespClient.connect(port)
+  try {
+    const info = parseInfo(await client.commandText('INFO', 'server'))
+    return { kind: 'redis', proc, port, pid: Number(info.process_id) }
+  } finally {
+    client.close()
+  }
+}
+
+export async function startMemcached(memoryMb: number): Promise<RunningServer> {
+  const port = await freePort()
+  const proc = spawnTracked('memcached', '/usr/bin/memcached', ['-l', HOST, '-p', String(port), '-U', '0', '-m', String(memoryMb), '-t', '2', '-u', 'nobody'])
+  await waitForPort(proc, port, 15_000)
+  if (proc.child.pid === undefined) throw new Error('memcached has no pid')
+  return { kind: 'memcached', proc, port, pid: proc.child.pid }
+}
+
+export async function stopServer(server: RunningServer): Promise<void> {
+  await killProcess(server.proc)
+}
+
+function waitForOutput(proc: TrackedProcess, pattern: RegExp, timeoutMs: number): Promise<RegExpMatchArray> {
+  return new Promise((resolve, reject) => {
+    let seen = ''
+    const onData = (chunk: Buffer) => {
+      seen = (seen + chunk.toString('utf8')).slice(-16384)
+      const match = seen.match(pattern)
+      if (match) finish(null, match)
+    }
+    const timer = setTimeout(() => finish(new Error(`${proc.name}: no ready line within ${timeoutMs} ms:\n${proc.output()}`)), timeoutMs)
+    const finish = (error: Error | null, match?: RegExpMatchArray) => {
+      clearTimeout(timer)
+      proc.child.stdout?.off('data', onData)
+      if (error) reject(error)
+      else resolve(match!)
+    }
+    proc.child.stdout?.on('data', onData)
+    void proc.exited.then(({ code, signal }) => finish(new Error(`${proc.name} exited early (code ${code}, signal ${signal}):\n${proc.output()}`)))
+  })
+}
+
+async function waitForPort(proc: TrackedProcess, port: number, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  for (let attempt = 0; attempt < 300; attempt++) {
+    if (proc.child.exitCode !== null || proc.child.signalCode !== null) throw new Error(`${proc.name} exited early:\n${proc.output()}`)
+    try {
+      const socket = await connect(port)
+      socket.destroy()
+      return
+    } catch {
+      if (Date.now() > deadline) break
+      await sleep(50)
+    }
+  }
+  throw new Error(`${proc.name}: port ${port} not accepting within ${timeoutMs} ms:\n${proc.output()}`)
+}
+
+function connect(port: number): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect({ host: HOST, port, noDelay: true })
+    socket.once('connect', () => {
+      socket.off('error', reject)
+      resolve(socket)
+    })
+    socket.once('error', reject)
+  })
+}
+
+// ---------------------------------------------------------------- clients
+
+export type RespReply = string | number | Buffer | null | Error | RespReply[]
+
+/** A minimal RESP2 client for loopback benchmarks: pipelined commands, replies in order. */
+export class RespClient {
+  private readonly socket: net.Socket
+  private buffer: Buffer = Buffer.alloc(0)
+  private readonly waiting: Array<(reply: RespReply) => void> = []
+  private failure: Error | null = null
+
+  private constructor(socket: net.Socket) {
+    this.socket = socket
+    socket.on('data', (chunk: Buffer) => this.onData(chunk))
+    socket.on('error', (error) => this.fail(error))
+    socket.on('close', () => this.fail(new Error('connection closed')))
+  }
+
+  static async connect(port: number): Promise<RespClient> {
+    return new RespClient(await connect(port))
+  }
+
+  /** Sends every command in one write and resolves with their replies, in order. */
+  pipeline(commands: Array<Array<string | Buffer>>): Promise<RespReply[]> {
+    if (this.failure) return Promise.reject(this.failure)
+    const parts: Buffer[] = []
+    const replies = commands.map(() => new Promise<RespReply>((resolve) => this.waiting.push(resolve)))
+    for (const args of commands) parts.push(encodeCommand(args))
+    this.socket.write(Buffer.concat(parts))
+    return Promise.all(replies).then((all) => {
+      if (this.failure) throw this.failure
+      return all
+    })
+  }
+
+  async command(...args: Array<string | Buffer>): Promise<RespReply> {
+    const [reply] = await this.pipeline([args])
+    if (reply instanceof Error) throw reply
+    return reply
+  }
+
+  async commandText(...args: Array<string | Buffer>): Promise<string> {
+    const reply = await this.command(...args)
+    return Buffer.isBuffer(reply) ? reply.toString('utf8') : String(reply)
+  }
+
+  close(): void {
+    this.socket.destroy()
+  }
+
+  private fail(error: Error): void {
+    if (this.failure) return
+    this.failure = error
+    for (const resolve of this.waiting.splice(0)) resolve(error)
+  }
+
+  private onData(chunk: Buffer): void {
+    this.buffer = this.buffer.length === 0 ? chunk : Buffer.concat([this.buffer, chunk])
+    let pos = 0
+    while (this.waiting.length > 0) {
+      const parsed = parseReply(this.buffer, pos)
+      if (parsed === null) break
+      pos = parsed.end
+      this.waiting.shift()!(parsed.reply)
+    }
+    this.buffer = this.buffer.subarray(pos)
+  }
+}
+
+function encodeCommand(args: Array<string | Buffer>): Buffer {
+  const parts: Buffer[] = [Buffer.from(`*${args.length}\r\n`)]
+  for (const arg of args) {
+    const bytes = typeof arg === 'string' ? Buffer.from(arg, 'latin1') : arg
+    parts.push(Buffer.from(`$${bytes.length}\r\n`), bytes, CRLF)
+  }
+  return Buffer.concat(parts)
+}
+
+const CRLF = Buffer.from('\r\n')
+
+function parseReply(data: Buffer, start: number): { reply: RespReply; end: number } | null {
+  if (start >= data.length) return null
+  const lineEnd = data.indexOf(CRLF, start)
+  if (lineEnd < 0) return null
+  const line = data.toString('latin1', start + 1, lineEnd)
+  const next = lineEnd + 2
+  switch (data[start]) {
+    case 0x2b: // +
+      return { reply: line, end: next }
+    case 0x2d: // -
+      return { reply: new Error(line), end: next }
+    case 0x3a: // :
+      return { reply: Number(line), end: next }
+    case 0x24: { // $
+      const length = Number(line)
+      if (length < 0) return { reply: null, end: next }
+      if (data.length < next + length + 2) return null
+      return { reply: data.subarray(next, next + length), end: next + length + 2 }
+    }
+    case 0x2a: { // *
+      const count = Number(line)
+      if (count < 0) return { reply: null, end: next }
+      const items: RespReply[] = []
+      let pos = next
+      for (let i = 0; i < count; i++) {
+        const item = parseReply(data, pos)
+        if (item === null) return null
+        items.push(item.reply)
+        pos = item.end
+      }
+      return { reply: items, end: pos }
+    }
+    default:
+      throw new Error(`unexpected RESP reply byte 0x${data[start].toString(16)}`)
+  }
+}
+
+/** INFO text to a field map. */
+export function parseInfo(text: string): Record<string, string> {
+  const fields: Record<string, string> = {}
+  for (const line of text.split(/\r?\n/)) {
+    const colon = line.indexOf(':')
+    if (colon > 0 && !line.startsWith('#')) fields[line.slice(0, colon)] = line.slice(colon + 1)
+  }
+  return fields
+}
+
+/** A minimal memcached text-protocol client: pipelined `set`s with checked replies, and `stats`. */
+export class MemcachedClient {
+  private readonly socket: net.Socket
+  private text = ''
+  private waiter: (() => void) | null = null
+  private failure: Error | null = null
+
+  private constructor(socket: net.Socket) {
+    this.socket = socket
+    socket.on('data', (chunk: Buffer) => {
+      this.text += chunk.toString('latin1')
+      this.waiter?.()
+    })
+    socket.on('error', (error) => this.fail(error))
+    socket.on('close', () => this.fail(new Error('connection closed')))
+  }
+
+  static async connect(port: number): Promise<MemcachedClient> {
+    return new MemcachedClient(await connect(port))
+  }
+
+  /** Stores every item in one write; throws unless each reply is STORED. */
+  async setMany(items: Array<[string, Buffer]>): Promise<void> {
+    const parts: Buffer[] = []
+    for (const [key, value] of items) parts.push(Buffer.from(`set ${key} 0 0 ${value.length}\r\n`, 'latin1'), value, CRLF)
+    this.socket.write(Buffer.concat(parts))
+    const expected = 'STORED\r\n'.repeat(items.length)
+    await this.readUntil(() => this.text.length >= expected.length || /ERROR/.test(this.text))
+    const got = this.text.slice(0, expected.length)
+    this.text = this.text.slice(expected.length)
+    if (got !== expected) throw new Error(`memcached set failed: ${JSON.stringify(got.slice(0, 200))}`)
+  }
+
+  async stats(): Promise<Record<string, string>> {
+    this.socket.write('stats\r\n')
+    await this.readUntil(() => this.text.includes('END\r\n'))
+    const end = this.text.indexOf('END\r\n')
+    const body = this.text.slice(0, end)
+    this.text = this.text.slice(end + 5)
+    const stats: Record<string, string> = {}
+    for (const line of body.split('\r\n')) {
+      const [tag, name, value] = line.split(' ')
+      if (tag === 'STAT') stats[name] = value
+    }
+    return stats
+  }
+
+  close(): void {
+    this.socket.destroy()
+  }
+
+  private fail(error: Error): void {
+    this.failure ??= error
+    this.waiter?.()
+  }
+
+  private readUntil(done: () => boolean): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const check = () => {
+        if (done()) {
+          this.waiter = null
+          resolve()
+        } else if (this.failure) {
+          this.waiter = null
+          reject(this.failure)
+        }
+      }
+      this.waiter = check
+      check()
+    })
+  }
+}
+
+// ---------------------------------------------------------------- measuring and reporting
+
+/** VmRSS of a process, in bytes. */
+export function readRss(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8')
+  const match = status.match(/^VmRSS:\s+(\d+)\s+kB/m)
+  if (!match) throw new Error(`no VmRSS for pid ${pid}`)
+  return Number(match[1]) * 1024
+}
+
+export function median(values: number[]): number {
+  if (values.length === 0) return NaN
+  const sorted = [...values].sort((a, b) => a - b)
+  const mid = sorted.length >> 1
+  return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2
+}
+
+/** The code under test: git HEAD plus the files under shard/, common/, cli/ that differ from it. */
+export function codeVersion(): string {
+  try {
+    const git = (...args: string[]) => execFileSync('git', args, { cwd: REPO_ROOT, encoding: 'utf8', timeout: 10_000 }).trim()
+    const head = git('rev-parse', '--short', 'HEAD')
+    const dirty = git('status', '--porcelain', '--', 'shard', 'common', 'cli').split('\n').filter(Boolean).map((line) => line.slice(3))
+    return dirty.length === 0 ? head : `${head} + uncommitted changes in ${dirty.join(', ')}`
+  } catch {
+    return 'unknown (git unavailable)'
+  }
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms))
+}
+
+/** A Markdown table (it reads fine on a terminal too). */
+export function formatTable(headers: string[], rows: Array<Array<string | number>>): string {
+  const cells = [headers, ...rows.map((row) => row.map(String))]
+  const widths = headers.map((_, column) => Math.max(...cells.map((row) => row[column].length)))
+  const line = (row: string[]) => `| ${row.map((cell, column) => cell.padEnd(widths[column])).join(' | ')} |`
+  return [line(cells[0]), `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`, ...cells.slice(1).map(line)].join('\n')
+}

@@ -1,0 +1,101 @@
+// The RESP request parser: whole and split frames, inline commands, limits, and random input
+// (fast-check): it either yields commands or throws RespProtocolError, never anything else.
+import t from 'tap'
+import fc from 'fast-check'
+import { RespProtocolError, RespRequestParser, type RespLimits } from '../../common/resp-request-parser.ts'
+
+const encode = (...args: (string | Buffer)[]): Buffer =>
+  Buffer.concat([Buffer.from(`*${args.length}\r\n`), ...args.flatMap((a) => [Buffer.from(`$${Buffer.byteLength(a)}\r\n`), Buffer.from(a), Buffer.from('\r\n')])])
+
+function parseAll(chunks: Buffer[], limits?: RespLimits): string[][] {
+  const parser = new RespRequestParser(limits)
+  const commands: string[][] = []
+  for (const chunk of chunks) parser.push(chunk, (args) => commands.push(args.map((a) => a.toString('latin1'))))
+  return commands
+}
+
+t.test('parses pipelined commands in one chunk', async (t) => {
+  const frame = Buffer.concat([encode('SET', 'k', 'v'), encode('GET', 'k'), encode('PING')])
+  t.same(parseAll([frame]), [['SET', 'k', 'v'], ['GET', 'k'], ['PING']])
+})
+
+t.test('yields the same commands when a frame is split at every byte boundary', async (t) => {
+  const binary = Buffer.from([0, 13, 10, 255, 36, 42])
+  const frame = Buffer.concat([encode('SET', 'key', binary), encode('MGET', 'a', 'b'), Buffer.from('PING\r\n')])
+  const expected = parseAll([frame])
+  t.equal(expected.length, 3)
+  for (let i = 1; i < frame.length; i++) {
+    t.same(parseAll([frame.subarray(0, i), frame.subarray(i)]), expected, `split at ${i}`)
+  }
+  t.same(parseAll([...frame].map((byte) => Buffer.from([byte]))), expected, 'one byte at a time')
+})
+
+t.test('reads inline commands split on spaces, with or without CR', async (t) => {
+  t.same(parseAll([Buffer.from('SET  k\tv\r\nGET k\n\r\n')]), [['SET', 'k', 'v'], ['GET', 'k']])
+})
+
+t.test('skips empty arrays as Redis does', async (t) => {
+  t.same(parseAll([Buffer.from('*0\r\n*-1\r\n'), encode('PING')]), [['PING']])
+})
+
+t.test('refuses malformed frames with Redis-style messages', async (t) => {
+  const cases: Array<[string, RegExp]> = [
+    ['*x\r\n', /invalid multibulk length/],
+    ['*1\r\n:5\r\n', /expected '\$', got ':'/],
+    ['*1\r\n$abc\r\n', /invalid bulk length/],
+    ['*1\r\n$-5\r\n', /invalid bulk length/],
+    ['*1\r\n$3\r\nabcXY', /not terminated by CRLF/],
+    ['*2\r', /$^/],
+  ]
+  for (const [input, message] of cases) {
+    if (message.source === '$^') {
+      t.same(parseAll([Buffer.from(input)]), [], `${JSON.stringify(input)} waits for more`)
+      continue
+    }
+    t.throws(() => parseAll([Buffer.from(input)]), { constructor: RespProtocolError, message }, JSON.stringify(input))
+  }
+})
+
+t.test('enforces its limits before buffering the data', async (t) => {
+  const limits = { maxBulkBytes: 10, maxArrayLength: 3, maxInlineBytes: 16 }
+  t.throws(() => parseAll([Buffer.from('*4\r\n')], limits), /invalid multibulk length/)
+  t.throws(() => parseAll([Buffer.from('*1\r\n$11\r\n')], limits), /invalid bulk length/)
+  t.throws(() => parseAll([Buffer.from('x'.repeat(17))], limits), /too big inline request/)
+  t.throws(() => parseAll([Buffer.from(`*1${'1'.repeat(40)}`)], limits), /invalid multibulk length/, 'endless header line')
+  t.same(parseAll([encode('SET', 'k', '0123456789')], limits), [['SET', 'k', '0123456789']])
+})
+
+t.test('random input never crashes or loops: commands or a protocol error', async (t) => {
+  const limits = { maxBulkBytes: 64, maxArrayLength: 8, maxInlineBytes: 64 }
+  fc.assert(
+    fc.property(fc.array(fc.uint8Array({ maxLength: 40 }), { maxLength: 8 }), (chunks) => {
+      try {
+        parseAll(chunks.map((c) => Buffer.from(c)), limits)
+      } catch (error) {
+        if (!(error instanceof RespProtocolError)) throw error
+      }
+    }),
+    { numRuns: 3000 },
+  )
+  t.pass('3000 random inputs handled')
+})
+
+t.test('random valid commands round-trip through any chunking', async (t) => {
+  const argument = fc.uint8Array({ minLength: 1, maxLength: 30 }).map((bytes) => Buffer.from(bytes))
+  fc.assert(
+    fc.property(fc.array(fc.array(argument, { minLength: 1, maxLength: 4 }), { minLength: 1, maxLength: 5 }), fc.array(fc.nat(), { maxLength: 6 }), (commands, cuts) => {
+      const frame = Buffer.concat(commands.map((args) => encode(...args)))
+      const points = [...new Set(cuts.map((c) => c % (frame.length + 1)))].sort((a, b) => a - b)
+      const chunks: Buffer[] = []
+      let from = 0
+      for (const point of [...points, frame.length]) {
+        chunks.push(frame.subarray(from, point))
+        from = point
+      }
+      const parsed = parseAll(chunks)
+      return JSON.stringify(parsed) === JSON.stringify(commands.map((args) => args.map((a) => a.toString('latin1'))))
+    }),
+    { numRuns: 1000 },
+  )
+  t.pass('1000 random pipelines parsed exactly')
+})

@@ -1,0 +1,76 @@
+// Starts real shardline processes for end-to-end tests: reads their addresses from the ready
+// line they print, and kills them when the test ends (tap's teardown), whatever happened.
+import { spawn, type ChildProcess } from 'node:child_process'
+import { once } from 'node:events'
+import { fileURLToPath } from 'node:url'
+
+const CLI = fileURLToPath(new URL('../../cli/shardline.ts', import.meta.url))
+
+export interface Teardown {
+  teardown(fn: () => unknown): void
+}
+
+export interface ShardProcess {
+  child: ChildProcess
+  pid: number
+  port: number
+  adminPort: number
+  adminUrl: string
+  /** Everything the process printed so far (stdout and stderr). */
+  output(): string
+  /** Sends a signal and waits for the exit; resolves with the exit code and signal. */
+  stop(signal?: NodeJS.Signals): Promise<{ code: number | null; signal: NodeJS.Signals | null }>
+}
+
+const READY = /shardline shard \S+ ready: resp [\d.]+:(\d+) admin (http:\/\/[\d.]+:(\d+))/
+
+export async function startShardProcess(t: Teardown, args: string[] = [], timeoutMs = 15000): Promise<ShardProcess> {
+  const child = spawn(process.execPath, [CLI, 'shard', '--port', '0', '--admin-port', '0', ...args], {
+    env: { ...process.env, SHARDLINE_LOG_FORMAT: 'json' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  let output = ''
+  child.stdout!.on('data', (chunk) => (output += chunk))
+  child.stderr!.on('data', (chunk) => (output += chunk))
+  const exited = once(child, 'exit')
+  t.teardown(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
+  })
+  const match = await waitFor(() => READY.exec(output), timeoutMs, () => `shard did not print its ready line:\n${output}`)
+  return {
+    child,
+    pid: child.pid!,
+    port: Number(match[1]),
+    adminUrl: match[2],
+    adminPort: Number(match[3]),
+    output: () => output,
+    async stop(signal = 'SIGTERM') {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal)
+      const [code, exitSignal] = (await exited) as [number | null, NodeJS.Signals | null]
+      return { code, signal: exitSignal }
+    },
+  }
+}
+
+/** Polls until check returns a value, or fails with describe() after timeoutMs. */
+export async function waitFor<T>(check: () => T | null | undefined | false | Promise<T | null | undefined | false>, timeoutMs: number, describe: () => string = () => 'condition'): Promise<T> {
+  const deadline = Date.now() + timeoutMs
+  while (true) {
+    const value = await check()
+    if (value) return value
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms: ${describe()}`)
+    await new Promise((resolve) => setTimeout(resolve, 20))
+  }
+}
+
+/** Runs a command to completion and returns its output (for redis-cli and friends). */
+export async function run(command: string, args: string[], input?: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = spawn(command, args, { stdio: ['pipe', 'pipe', 'pipe'] })
+  let stdout = ''
+  let stderr = ''
+  child.stdout.on('data', (chunk) => (stdout += chunk))
+  child.stderr.on('data', (chunk) => (stderr += chunk))
+  child.stdin.end(input ?? '')
+  const [code] = (await once(child, 'exit')) as [number | null]
+  return { code, stdout, stderr }
+}

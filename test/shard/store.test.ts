@@ -1,0 +1,188 @@
+// The store's semantics under a controllable clock: TTL, conditional and versioned writes,
+// counters, the byte budget, the expiry sweep, and what each eviction policy keeps.
+import t from 'tap'
+import { entryCost, Store, type EvictionPolicy } from '../../shard/store.ts'
+import { entryFlags, entryValue, entryVersion, packEntry } from '../../shard/entry.ts'
+
+function clockedStore(policy: EvictionPolicy = 'lru', maxMemory = 1024 * 1024) {
+  const clock = { now: 1_800_000_000_000 }
+  const store = new Store({ maxMemory, policy, now: () => clock.now })
+  return { store, clock }
+}
+
+const value = (packed: string | undefined) => (packed === undefined ? undefined : entryValue(packed))
+
+t.test('get returns what set stored, byte for byte', async (t) => {
+  const { store } = clockedStore()
+  const bytes = Buffer.from([0, 1, 2, 200, 255, 13, 10])
+  store.set('k', bytes)
+  t.same(Buffer.from(value(store.get('k'))!, 'latin1'), bytes)
+  t.equal(store.get('missing'), undefined)
+  t.same(store.stats, { hits: 1, misses: 1, evictions: 0, expiredOnRead: 0, expiredBySweep: 0, admissionsRejected: 0 })
+})
+
+t.test('an expired entry is never returned', async (t) => {
+  const { store, clock } = clockedStore()
+  store.set('k', 'v', { ttlMs: 1000 })
+  clock.now += 999
+  t.equal(value(store.get('k')), 'v')
+  t.equal(store.remainingTtl('k'), 1)
+  clock.now += 1
+  t.equal(store.get('k'), undefined, 'gone exactly at its expiry')
+  t.equal(store.peek('k'), undefined)
+  t.equal(store.remainingTtl('k'), -2)
+  t.equal(store.stats.expiredOnRead, 1)
+  t.equal(store.size, 0, 'removed, not just hidden')
+})
+
+t.test('remainingTtl reports -1 without expiry and -2 when missing', async (t) => {
+  const { store } = clockedStore()
+  store.set('k', 'v')
+  t.equal(store.remainingTtl('k'), -1)
+  t.equal(store.remainingTtl('nope'), -2)
+})
+
+t.test('expire sets, replaces and with 0 deletes; keepTtl keeps it across a write', async (t) => {
+  const { store, clock } = clockedStore()
+  store.set('k', 'v')
+  t.equal(store.expire('k', 5000), true)
+  t.equal(store.remainingTtl('k'), 5000)
+  store.set('k', 'w', { keepTtl: true })
+  t.equal(store.remainingTtl('k'), 5000)
+  store.set('k', 'x')
+  t.equal(store.remainingTtl('k'), -1, 'a plain write clears the TTL, as in Redis')
+  t.equal(store.expire('missing', 10), false)
+  t.equal(store.expire('k', 0), true)
+  t.equal(store.get('k'), undefined)
+  store.set('k', 'v', { ttlMs: 100 })
+  clock.now += 100
+  t.equal(store.expire('k', 1000), false, 'an expired key cannot be revived')
+})
+
+t.test('the sweep reclaims expired entries without reads, a bounded slice at a time', async (t) => {
+  const { store, clock } = clockedStore('lru', 16 * 1024 * 1024)
+  for (let i = 0; i < 1000; i++) store.set(`short${i}`, 'v', { ttlMs: 1000 })
+  for (let i = 0; i < 10; i++) store.set(`long${i}`, 'v', { ttlMs: 60_000 })
+  store.set('rewritten', 'v', { ttlMs: 1000 })
+  store.set('rewritten', 'v', { ttlMs: 60_000 })
+  t.equal(store.expiringKeys, 1011)
+  t.equal(store.sweep(100), 0, 'nothing is due yet')
+  clock.now += 1100
+  t.equal(store.sweep(300), 300, 'the slice is bounded')
+  let swept = 300
+  while (swept < 1000) {
+    const removed = store.sweep(300)
+    t.ok(removed > 0, 'progress each tick')
+    swept += removed
+  }
+  t.equal(swept, 1000)
+  t.equal(store.size, 11, 'long-lived and rewritten keys stay')
+  t.equal(store.stats.expiredBySweep, 1000)
+  t.equal(value(store.peek('rewritten')), 'v')
+  clock.now += 60_000
+  t.equal(store.sweep(100), 11)
+  t.equal(store.size, 0)
+  t.equal(store.expiringKeys, 0)
+})
+
+t.test('nx and xx conditions', async (t) => {
+  const { store, clock } = clockedStore()
+  t.equal(store.set('k', 'a', { condition: 'xx' }), 'condition-failed')
+  t.equal(store.set('k', 'a', { condition: 'nx' }), 'stored')
+  t.equal(store.set('k', 'b', { condition: 'nx' }), 'condition-failed')
+  t.equal(store.set('k', 'c', { condition: 'xx' }), 'stored')
+  t.equal(value(store.get('k')), 'c')
+  store.set('t', 'v', { ttlMs: 10 })
+  clock.now += 10
+  t.equal(store.set('t', 'w', { condition: 'nx' }), 'stored', 'an expired key counts as absent')
+})
+
+t.test('versioned writes apply only when newer (last writer wins)', async (t) => {
+  const { store } = clockedStore()
+  t.equal(store.set('k', 'new', { version: 200 }), 'stored')
+  t.equal(store.set('k', 'old', { version: 100 }), 'stale')
+  t.equal(store.set('k', 'same', { version: 200 }), 'stale')
+  t.equal(value(store.get('k')), 'new')
+  store.set('k', 'local')
+  t.ok(entryVersion(store.get('k')!) > 200, 'local writes are versioned after what was observed')
+})
+
+t.test('flags are kept with the value', async (t) => {
+  const { store } = clockedStore()
+  store.set('k', 'v', { flags: 0xdeadbeef })
+  t.equal(entryFlags(store.get('k')!), 0xdeadbeef)
+})
+
+t.test('incrBy counts from 0, keeps TTL, refuses non-integers and overflow', async (t) => {
+  const { store } = clockedStore()
+  t.equal(store.incrBy('c', 5n), 5n)
+  t.equal(store.incrBy('c', -7n), -2n)
+  store.expire('c', 10_000)
+  store.incrBy('c', 1n)
+  t.equal(store.remainingTtl('c'), 10_000)
+  store.set('s', 'abc')
+  t.throws(() => store.incrBy('s', 1n), /not an integer/)
+  store.set('big', '9223372036854775807')
+  t.throws(() => store.incrBy('big', 1n), /overflow/)
+  t.equal(value(store.get('big')), '9223372036854775807', 'a refused increment changes nothing')
+})
+
+t.test('the byte budget holds: stored bytes never pass maxMemory, old entries are evicted', async (t) => {
+  const maxMemory = 256 * 1024
+  const { store } = clockedStore('lru', maxMemory)
+  const payload = Buffer.alloc(1000, 7)
+  for (let i = 0; i < 5000; i++) {
+    store.set(`key:${i}`, payload)
+    if (store.bytes > maxMemory) t.fail(`over budget after ${i} writes: ${store.bytes}`)
+  }
+  const perEntry = entryCost('key:4999', packEntry(payload, { version: 1, expiresAt: 0, flags: 0 }))
+  t.ok(store.size >= Math.floor(maxMemory / perEntry) - 1, `holds as many entries as fit (${store.size})`)
+  t.equal(store.stats.evictions, 5000 - store.size)
+  t.equal(store.get('key:0'), undefined, 'the oldest is gone')
+  t.ok(store.get('key:4999'), 'the newest is there')
+})
+
+// Fills a store that holds about 10 entries, touches key 0, then adds more.
+function survivesAfterRead(policy: EvictionPolicy): boolean {
+  const payload = Buffer.alloc(100)
+  const cost = entryCost('key:0', packEntry(payload, { version: 1, expiresAt: 0, flags: 0 }))
+  const { store } = clockedStore(policy, cost * 10)
+  for (let i = 0; i < 10; i++) store.set(`key:${i}`, payload)
+  for (let r = 0; r < 3; r++) store.get('key:0')
+  for (let i = 10; i < 15; i++) {
+    store.get(`key:${i}`)
+    store.set(`key:${i}`, payload)
+  }
+  return store.peek('key:0') !== undefined
+}
+
+t.test('lru keeps a recently read entry; fifo evicts in insertion order regardless', async (t) => {
+  t.equal(survivesAfterRead('lru'), true)
+  t.equal(survivesAfterRead('fifo'), false)
+})
+
+t.test('lfu admits a newcomer only if it is asked for more often than the victim', async (t) => {
+  const payload = Buffer.alloc(100)
+  const cost = entryCost('hot:0', packEntry(payload, { version: 1, expiresAt: 0, flags: 0 }))
+  const { store } = clockedStore('lfu', cost * 10)
+  for (let i = 0; i < 10; i++) {
+    store.set(`hot:${i}`, payload)
+    for (let r = 0; r < 5; r++) store.get(`hot:${i}`)
+  }
+  for (let i = 0; i < 100; i++) store.set(`scan:${i}`, payload)
+  for (let i = 0; i < 10; i++) t.ok(store.peek(`hot:${i}`), `hot:${i} survived a scan`)
+  t.equal(store.stats.admissionsRejected, 100)
+  for (let r = 0; r < 20; r++) store.get('new')
+  t.equal(store.set('new', payload), 'stored', 'a key asked for often gets in')
+  t.equal(store.stats.evictions, 1)
+})
+
+t.test('clear empties everything', async (t) => {
+  const { store } = clockedStore()
+  store.set('a', '1', { ttlMs: 1000 })
+  store.set('b', '2')
+  store.clear()
+  t.equal(store.size, 0)
+  t.equal(store.bytes, 0)
+  t.equal(store.expiringKeys, 0)
+})
