@@ -11,7 +11,7 @@ const ZIPF_EXPONENTS = [0.8, 1.0, 1.2]
 const CACHE_FRACTIONS = [0.01, 0.1]
 const POLICIES: EvictionPolicy[] = ['lru', 'fifo', 'lfu']
 const WARMUP_REQUESTS = Number(process.env.HIT_RATIO_WARMUP ?? 1_000_000)
-const MEASURED_REQUESTS = Number(process.env.HIT_RATIO_REQUESTS ?? 2_000_000)
+const MEASURED_REQUESTS = Number(process.env.HIT_RATIO_REQUESTS ?? 1_500_000)
 const SEEDS = [1, 2, 3]
 /** A seed is only started if, at the pace of the first, it ends within this (bounds the run on a slow machine). */
 const TIME_BUDGET_MS = 5 * 60_000

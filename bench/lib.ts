@@ -434,6 +434,17 @@ export function readRss(pid: number): number {
   return Number(match[1]) * 1024
 }
 
+let clockTicks = 0
+
+/** CPU time (user + system, all threads) a process has used so far, in seconds, from /proc/<pid>/stat. */
+export function cpuSeconds(pid: number): number {
+  if (clockTicks === 0) clockTicks = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8', timeout: 10_000 }).trim()) || 100
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+  // Fields after the command name (which may contain spaces) start at ") ": utime and stime are fields 14 and 15.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+  return (Number(fields[11]) + Number(fields[12])) / clockTicks
+}
+
 export function median(values: number[]): number {
   if (values.length === 0) return NaN
   const sorted = [...values].sort((a, b) => a - b)
@@ -444,13 +455,19 @@ export function median(values: number[]): number {
 /** The code under test: git HEAD plus the files under shard/, common/, cli/ that differ from it. */
 export function codeVersion(): string {
   try {
-    const git = (...args: string[]) => execFileSync('git', args, { cwd: REPO_ROOT, encoding: 'utf8', timeout: 10_000 }).trim()
-    const head = git('rev-parse', '--short', 'HEAD')
+    const git = (...args: string[]) => execFileSync('git', args, { cwd: REPO_ROOT, encoding: 'utf8', timeout: 10_000 })
+    const head = git('rev-parse', '--short', 'HEAD').trim()
+    // Porcelain lines are "XY path": two status letters and a space before the path.
     const dirty = git('status', '--porcelain', '--', 'shard', 'common', 'cli').split('\n').filter(Boolean).map((line) => line.slice(3))
     return dirty.length === 0 ? head : `${head} + uncommitted changes in ${dirty.join(', ')}`
   } catch {
     return 'unknown (git unavailable)'
   }
+}
+
+/** The 1-minute load average: on a 2-core machine, much above 2 during a timing run means someone else was busy too. */
+export function loadAverage(): number {
+  return Number(readFileSync('/proc/loadavg', 'utf8').split(' ')[0])
 }
 
 export function sleep(ms: number): Promise<void> {

@@ -1,14 +1,19 @@
 #!/usr/bin/env node
-// The `shardline` command: `shard` runs a shard process, `start` runs the local setup for
-// `npm start`. Each subcommand parses its own flags; configuration errors exit with status 2.
+// The `shardline` command: `router`, `shard` and `cluster` run processes, `get`/`set`/`del`
+// talk to a router. Each subcommand parses its own flags; configuration errors exit with status 2.
 import { ConfigError } from '../common/validate.ts'
 import { VERSION } from '../common/version.ts'
+import { runClientCommand } from './client-command.ts'
+import { runClusterCommand } from './cluster-command.ts'
+import { runRouterCommand } from './router-command.ts'
 import { runShardCommand } from './shard-command.ts'
 
 const USAGE = `shardline ${VERSION}
 usage: shardline <command> [options]
+  router    run one router (HTTP front + admin); shardline router --config <file>
   shard     run one shard process (RESP data port + admin HTTP); shardline shard --help
-  start     run the local setup (what npm start runs)
+  cluster   run a router and its loopback shards from one config (npm start runs config/local.yaml)
+  get <key> | set <key> <value> [--ttl s] | del <key>   talk to a router (--router url)
   version   print the version`
 
 async function main(argv: string[]): Promise<void> {
@@ -16,8 +21,14 @@ async function main(argv: string[]): Promise<void> {
   switch (command) {
     case 'shard':
       return runShardCommand(rest)
-    case 'start':
-      return runShardCommand(['--port', '6380', '--admin-port', '9380', '--name', 'local', ...rest])
+    case 'router':
+      return runRouterCommand(rest)
+    case 'cluster':
+      return runClusterCommand(rest)
+    case 'get':
+    case 'set':
+    case 'del':
+      return runClientCommand(command, rest)
     case 'version':
     case '--version':
       console.log(VERSION)

@@ -15,6 +15,8 @@ export function createHttpServer(options: HttpServerOptions) {
     loggerInstance: options.log as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: !options.accessLog }),
     bodyLimit: options.bodyLimit,
+    // A 250-byte key percent-encodes to 750 characters; longer ones get our 400, not a 404.
+    routerOptions: { maxParamLength: 4096 },
     // A ttl of "10" in a JSON body is a client bug worth a 400, not something to guess at.
     // Unknown fields are refused rather than silently dropped.
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false } },
@@ -22,6 +24,7 @@ export function createHttpServer(options: HttpServerOptions) {
   const app = Fastify(serverOptions)
   // Bodies are JSON or raw bytes (octet-stream); text/plain would be a value of unclear encoding.
   app.removeContentTypeParser('text/plain')
+  app.addContentTypeParser('application/octet-stream', { parseAs: 'buffer' }, (_request, body, done) => done(null, body))
   installErrorHandlers(app)
   return app
 }

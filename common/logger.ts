@@ -5,7 +5,8 @@ import { pino, type Logger } from 'pino'
 export type { Logger }
 
 export function createLogger(name: string, level = process.env.SHARDLINE_LOG_LEVEL ?? 'info'): Logger {
-  const pretty = process.stdout.isTTY && process.env.SHARDLINE_LOG_FORMAT !== 'json'
+  const format = process.env.SHARDLINE_LOG_FORMAT
+  const pretty = format === 'pretty' || (process.stdout.isTTY && format !== 'json')
   return pino({
     name,
     level,

@@ -62,6 +62,11 @@ export class RespWriter {
     this.length = 0
   }
 
+  /** Drops everything written since the last writeTo. */
+  discard(): void {
+    this.length = 0
+  }
+
   private ascii(text: string): void {
     this.reserve(text.length)
     this.length += this.buffer.write(text, this.length, 'latin1')

@@ -5,7 +5,7 @@ import { LineCounter, parseDocument, isMap, isSeq, type Node } from 'yaml'
 
 export class ConfigError extends Error {}
 
-const ajv = new Ajv({ allErrors: true, strict: true, allowUnionTypes: true, useDefaults: true })
+const ajv = new Ajv({ allErrors: true, strict: true, allowUnionTypes: true, useDefaults: true, verbose: true })
 
 export function compileSchema<T>(schema: object): ValidateFunction<T> {
   return ajv.compile<T>(schema)
@@ -42,7 +42,12 @@ export function parseYaml(source: YamlSource): { data: unknown; lineOf(path: str
 /** Validates data; throws a ConfigError listing every problem as `file:line: path: message`. */
 export function validateOrThrow<T>(validate: ValidateFunction<T>, data: unknown, where: { file?: string; lineOf?(path: string[]): number | undefined } = {}): T {
   if (validate(data)) return data
-  const lines = (validate.errors ?? []).map((error) => describe(error, where))
+  const errors = validate.errors ?? []
+  // Where a schema with a description failed (a oneOf of forms, say), its one message replaces
+  // the noise of every branch that did not match below it.
+  const described = errors.filter((error) => error.parentSchema?.description).map((error) => error.instancePath)
+  const kept = errors.filter((error) => error.parentSchema?.description || !described.some((path) => error.instancePath === path || error.instancePath.startsWith(`${path}/`)))
+  const lines = kept.map((error) => describe(error, where))
   throw new ConfigError([...new Set(lines)].join('\n'))
 }
 
@@ -50,7 +55,7 @@ function describe(error: ErrorObject, where: { file?: string; lineOf?(path: stri
   const steps = error.instancePath.split('/').slice(1).map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'))
   if (error.keyword === 'additionalProperties') steps.push(String(error.params.additionalProperty))
   const path = steps.reduce((text, step) => (/^\d+$/.test(step) ? `${text}[${step}]` : text ? `${text}.${step}` : step), '')
-  const message = error.keyword === 'additionalProperties' ? 'is not a known setting' : error.message ?? 'is invalid'
+  const message = error.keyword === 'additionalProperties' ? 'is not a known setting' : (error.parentSchema?.description as string | undefined) ?? error.message ?? 'is invalid'
   const line = where.lineOf?.(steps)
   const place = where.file ? `${where.file}${line ? `:${line}` : ''}: ` : ''
   return `${place}${path || '(top level)'}: ${message}`

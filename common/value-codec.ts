@@ -21,13 +21,12 @@ export function encodeJsonValue(value: unknown): EncodedValue {
   return { bytes: Buffer.from(JSON.stringify(value), 'utf8'), flags: FLAG_JSON }
 }
 
-export interface JsonReply {
-  value: unknown
-  encoding?: 'base64'
-}
-
-export function decodeToJson(bytes: Buffer, flags: number): JsonReply {
-  if (flags & FLAG_JSON) return { value: JSON.parse(bytes.toString('utf8')) }
-  if (isUtf8(bytes)) return { value: bytes.toString('utf8') }
-  return { value: bytes.toString('base64'), encoding: 'base64' }
+/**
+ * The JSON text of `{"value": …}` for stored bytes. A JSON-flagged value is spliced in as the
+ * text it already is: a read never parses a value it only passes on.
+ */
+export function jsonValueBody(bytes: Buffer, flags: number): string {
+  if (flags & FLAG_JSON) return `{"value":${bytes.toString('utf8')}}`
+  if (isUtf8(bytes)) return JSON.stringify({ value: bytes.toString('utf8') })
+  return JSON.stringify({ value: bytes.toString('base64'), encoding: 'base64' })
 }

@@ -3,8 +3,8 @@
 import type { Logger } from '../common/logger.ts'
 import { HttpError } from '../common/http-errors.ts'
 import { createHttpServer } from '../common/http-server.ts'
-import { keyFromPath, ttlToMs } from '../common/http-key.ts'
-import { decodeToJson, encodeJsonValue, type EncodedValue } from '../common/value-codec.ts'
+import { keyFromPath, readWriteRequest, wantsRawBytes, writeRouteBodySchema } from '../common/key-api.ts'
+import { jsonValueBody } from '../common/value-codec.ts'
 import { entryFlags, entryValue } from './entry.ts'
 import type { ShardMetrics } from './metrics.ts'
 import type { Store } from './store.ts'
@@ -19,18 +19,10 @@ export interface AdminOptions {
   ready(): boolean
 }
 
-const keyBodySchema = {
-  type: 'object',
-  required: ['value'],
-  additionalProperties: false,
-  properties: { value: {}, ttl: { type: 'number', exclusiveMinimum: 0 } },
-} as const
-
 export function createAdminServer(options: AdminOptions) {
   const { store, metrics, limits } = options
   // JSON escapes can double a value's size; the value limit itself is checked after decoding.
   const app = createHttpServer({ log: options.log, bodyLimit: limits.maxValueBytes * 2 + 4096 })
-  app.addContentTypeParser('application/octet-stream', { parseAs: 'buffer' }, (_request, body, done) => done(null, body))
 
   app.get('/metrics', async (_request, reply) => {
     reply.type(metrics.registry.contentType)
@@ -47,28 +39,14 @@ export function createAdminServer(options: AdminOptions) {
     const packed = store.get(keyFromPath(request.params.key, limits.maxKeyBytes))
     if (packed === undefined) throw new HttpError(404, 'not_found', 'not found')
     const bytes = Buffer.from(entryValue(packed), 'latin1')
-    if (wantsBytes(request.headers.accept)) return reply.type('application/octet-stream').send(bytes)
-    return decodeToJson(bytes, entryFlags(packed))
+    if (wantsRawBytes(request.headers.accept)) return reply.type('application/octet-stream').send(bytes)
+    return reply.type('application/json').send(jsonValueBody(bytes, entryFlags(packed)))
   })
 
-  app.post<{ Params: { key: string }; Querystring: { ttl?: string } }>('/keys/:key', {
-    schema: { body: { content: { 'application/json': { schema: keyBodySchema }, 'application/octet-stream': { schema: {} } } } },
-  }, async (request) => {
+  app.post<{ Params: { key: string }; Querystring: { ttl?: string } }>('/keys/:key', { schema: { body: writeRouteBodySchema } }, async (request) => {
     const key = keyFromPath(request.params.key, limits.maxKeyBytes)
-    let encoded: EncodedValue
-    let ttlMs: number | undefined
-    if (Buffer.isBuffer(request.body)) {
-      encoded = { bytes: request.body, flags: 0 }
-      ttlMs = ttlToMs(request.query.ttl)
-    } else {
-      const body = request.body as { value: unknown; ttl?: number }
-      encoded = encodeJsonValue(body.value)
-      ttlMs = ttlToMs(body.ttl)
-    }
-    if (encoded.bytes.length > limits.maxValueBytes) {
-      throw new HttpError(413, 'too_large', `value is ${encoded.bytes.length} bytes, the limit is ${limits.maxValueBytes}`)
-    }
-    store.set(key, encoded.bytes, { ttlMs, flags: encoded.flags })
+    const write = readWriteRequest(request.body, request.query.ttl, limits.maxValueBytes)
+    store.set(key, write.bytes, { ttlMs: write.ttlMs, flags: write.flags })
     return { stored: true }
   })
 
@@ -76,8 +54,4 @@ export function createAdminServer(options: AdminOptions) {
     return { deleted: store.delete(keyFromPath(request.params.key, limits.maxKeyBytes)) }
   })
   return app
-}
-
-function wantsBytes(accept: string | undefined): boolean {
-  return accept !== undefined && accept.includes('application/octet-stream') && !accept.includes('application/json')
 }

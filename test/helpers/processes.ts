@@ -1,5 +1,5 @@
-// Starts real shardline processes for end-to-end tests: reads their addresses from the ready
-// line they print, and kills them when the test ends (tap's teardown), whatever happened.
+// Starts real shardline processes (shards, routers) for end-to-end tests: reads their addresses
+// from the ready line they print, and kills them when the test ends (tap's teardown).
 import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { fileURLToPath } from 'node:url'
@@ -22,10 +22,26 @@ export interface ShardProcess {
   stop(signal?: NodeJS.Signals): Promise<{ code: number | null; signal: NodeJS.Signals | null }>
 }
 
-const READY = /shardline shard \S+ ready: resp [\d.]+:(\d+) admin (http:\/\/[\d.]+:(\d+))/
+const SHARD_READY = /shardline shard \S+ ready: resp [\d.]+:(\d+) admin (http:\/\/[\d.]+:(\d+))/
+const ROUTER_READY = /shardline router ready: (http:\/\/[\d.]+:(\d+)) admin (http:\/\/[\d.]+:(\d+))/
+
+export interface RouterProcess extends Omit<ShardProcess, 'port' | 'adminPort' | 'adminUrl'> {
+  url: string
+  adminUrl: string
+}
 
 export async function startShardProcess(t: Teardown, args: string[] = [], timeoutMs = 15000): Promise<ShardProcess> {
-  const child = spawn(process.execPath, [CLI, 'shard', '--port', '0', '--admin-port', '0', ...args], {
+  const { match, ...process } = await startProcess(t, ['shard', '--port', '0', '--admin-port', '0', ...args], SHARD_READY, timeoutMs)
+  return { ...process, port: Number(match[1]), adminUrl: match[2], adminPort: Number(match[3]) }
+}
+
+export async function startRouterProcess(t: Teardown, configFile: string, timeoutMs = 15000): Promise<RouterProcess> {
+  const { match, ...process } = await startProcess(t, ['router', '--config', configFile], ROUTER_READY, timeoutMs)
+  return { ...process, url: match[1], adminUrl: match[3] }
+}
+
+async function startProcess(t: Teardown, args: string[], ready: RegExp, timeoutMs: number) {
+  const child = spawn(process.execPath, [CLI, ...args], {
     env: { ...process.env, SHARDLINE_LOG_FORMAT: 'json' },
     stdio: ['ignore', 'pipe', 'pipe'],
   })
@@ -36,15 +52,13 @@ export async function startShardProcess(t: Teardown, args: string[] = [], timeou
   t.teardown(() => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
   })
-  const match = await waitFor(() => READY.exec(output), timeoutMs, () => `shard did not print its ready line:\n${output}`)
+  const match = await waitFor(() => ready.exec(output), timeoutMs, () => `${args[0]} did not print its ready line:\n${output}`)
   return {
+    match,
     child,
     pid: child.pid!,
-    port: Number(match[1]),
-    adminUrl: match[2],
-    adminPort: Number(match[3]),
     output: () => output,
-    async stop(signal = 'SIGTERM') {
+    async stop(signal: NodeJS.Signals = 'SIGTERM') {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal)
       const [code, exitSignal] = (await exited) as [number | null, NodeJS.Signals | null]
       return { code, signal: exitSignal }

@@ -1,0 +1,105 @@
+// `shardline cluster --config <file>`: the local cluster. Starts a shard process for every
+// loopback destination in a router config, then the router; prints the URLs; stops them all.
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { parseArgs } from 'node:util'
+import { stringify } from 'yaml'
+import { createLogger } from '../common/logger.ts'
+import { formatEndpoint, loadRouterConfig, type DestinationConfig } from '../router/config.ts'
+import { startChild, type Child } from './child-process.ts'
+
+export const DEFAULT_CLUSTER_CONFIG = fileURLToPath(new URL('../config/local.yaml', import.meta.url))
+const SHARD_READY = /shardline shard \S+ ready: resp ([\d.]+):(\d+) admin http:\/\/([\d.]+):(\d+)/
+const ROUTER_READY = /shardline router ready: (http:\/\/\S+) admin (http:\/\/\S+)/
+const LOOPBACK = /^(127\.\d+\.\d+\.\d+|localhost|::1)$/
+const STOP_DEADLINE_MS = 5000
+
+export async function runClusterCommand(argv: string[]): Promise<void> {
+  const { values } = parseArgs({ args: argv, options: { config: { type: 'string' }, 'max-memory': { type: 'string' } }, strict: true })
+  const file = values.config ?? DEFAULT_CLUSTER_CONFIG
+  const config = loadRouterConfig(file)
+  const log = createLogger('cluster')
+  const env = { ...process.env, SHARDLINE_LOG_FORMAT: process.stdout.isTTY ? 'pretty' : (process.env.SHARDLINE_LOG_FORMAT ?? 'json') }
+  const children: Child[] = []
+  let stopping = false
+  const stopAll = async (code: number) => {
+    if (stopping) return
+    stopping = true
+    const deadline = setTimeout(() => children.forEach((child) => child.process.kill('SIGKILL')), STOP_DEADLINE_MS)
+    // The router drains first, so requests in flight still find their shards.
+    const [routers, shards] = [children.filter((c) => c.name === 'router'), children.filter((c) => c.name !== 'router')]
+    for (const group of [routers, shards]) {
+      for (const child of group) child.process.kill('SIGTERM')
+      await Promise.all(group.map((child) => child.exited))
+    }
+    clearTimeout(deadline)
+    process.exit(code)
+  }
+  process.on('SIGINT', () => void stopAll(0))
+  process.on('SIGTERM', () => void stopAll(0))
+
+  try {
+    // Port 0 in the config means "pick one": the router then gets a copy with the real ports.
+    let portsChanged = false
+    const starting: Array<Promise<void>> = []
+    const raw = structuredClone(config)
+    for (const [poolName, pool] of Object.entries(raw.pools)) {
+      for (const shard of pool.shards) {
+        const destinations: Array<[string, DestinationConfig]> = [[`${shard.name}`, shard.primary], ...shard.replicas.map((r, i): [string, DestinationConfig] => [`${shard.name}.replica${i + 1}`, r])]
+        for (const [name, destination] of destinations) {
+          if (!LOOPBACK.test(destination.address.host)) continue
+          const args = ['shard', '--name', name, '--host', destination.address.host, '--port', String(destination.address.port), '--admin-port', String(destination.admin?.port ?? 0)]
+          if (values['max-memory']) args.push('--max-memory', values['max-memory'])
+          const child = startChild(`${poolName}/${name}`, args, SHARD_READY, env)
+          children.push(child)
+          starting.push(child.ready.then((match) => {
+            if (destination.address.port === 0) portsChanged = true
+            destination.address = { host: match[1], port: Number(match[2]) }
+            destination.admin = { host: match[3], port: Number(match[4]) }
+          }))
+        }
+      }
+    }
+    await Promise.all(starting)
+    let routerConfig = file
+    if (portsChanged) {
+      routerConfig = join(mkdtempSync(join(tmpdir(), 'shardline-cluster-')), 'router.yaml')
+      writeFileSync(routerConfig, stringify(toYamlConfig(raw)))
+    }
+    const router = startChild('router', ['router', '--config', routerConfig], ROUTER_READY, env)
+    children.push(router)
+    const [, dataUrl, adminUrl] = await router.ready
+    console.log(`shardline cluster ready: ${dataUrl} (admin ${adminUrl}), ${children.length - 1} shard processes`)
+    console.log(`  try: curl -XPOST ${dataUrl}/k -H 'content-type: application/json' -d '{"value":"v","ttl":60}'`)
+    for (const child of children) {
+      void child.exited.then(([code, signal]) => {
+        if (!stopping) log.warn({ child: child.name, code, signal }, 'a cluster process exited; the others keep running')
+      })
+    }
+  } catch (error) {
+    log.error({ error: (error as Error).message }, 'the local cluster did not start')
+    await stopAll(1)
+  }
+}
+
+// Back from the loaded form (endpoints as objects) to the YAML the router reads.
+function toYamlConfig(config: ReturnType<typeof loadRouterConfig>): unknown {
+  const destination = (d: DestinationConfig) => (d.admin ? { address: formatEndpoint(d.address), admin: formatEndpoint(d.admin) } : formatEndpoint(d.address))
+  return {
+    listen: { data: formatEndpoint(config.listen.data), admin: formatEndpoint(config.listen.admin) },
+    pools: Object.fromEntries(Object.entries(config.pools).map(([name, pool]) => [name, {
+      shards: pool.shards.map((shard) => ({ name: shard.name, primary: destination(shard.primary), replicas: shard.replicas.map(destination) })),
+    }])),
+    routes: config.routes,
+    defaultPool: config.defaultPool,
+    hashing: config.hashing,
+    health: config.health,
+    connections: config.connections,
+    limits: config.limits,
+    accessLog: config.accessLog,
+    workers: config.workers,
+  }
+}
+

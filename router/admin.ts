@@ -1,0 +1,86 @@
+// The router's admin HTTP server: /metrics, /healthz, /readyz, /admin/config (the route tree),
+// /admin/route/:key, /admin/shards, and /admin/shards/:name/* forwarded to that shard's admin.
+import proxy from '@fastify/http-proxy'
+import { HttpError } from '../common/http-errors.ts'
+import { createHttpServer } from '../common/http-server.ts'
+import { keyFromPath } from '../common/key-api.ts'
+import type { Logger } from '../common/logger.ts'
+import { formatEndpoint } from './config.ts'
+import type { RouterMetrics } from './metrics.ts'
+import type { RouteTree } from './route-tree.ts'
+import type { ShardDestination } from './shard-destination.ts'
+
+export interface RouterAdminOptions {
+  log: Logger
+  metrics: RouterMetrics
+  tree(): RouteTree
+  /** False until the first config is loaded, and again while shutting down. */
+  started(): boolean
+  reloads(): { generation: number; lastError: string | null; loadedAt: string }
+}
+
+export async function createRouterAdmin(options: RouterAdminOptions) {
+  const { metrics } = options
+  const app = createHttpServer({ log: options.log })
+
+  app.get('/metrics', async (_request, reply) => {
+    reply.type(metrics.registry.contentType)
+    return metrics.registry.metrics()
+  })
+  app.get('/healthz', async () => ({ status: 'ok' }))
+  app.get('/readyz', async (_request, reply) => {
+    if (!options.started()) return reply.code(503).send({ error: 'not started', code: 'not_ready' })
+    if (!options.tree().ready) return reply.code(503).send({ error: 'a pool has no healthy destination', code: 'not_ready' })
+    return { status: 'ready' }
+  })
+  app.get('/admin/config', async () => {
+    const tree = options.tree()
+    return { file: tree.config.file, ...options.reloads(), tree: tree.describe() }
+  })
+  app.get<{ Params: { key: string } }>('/admin/route/:key', async (request) => {
+    const key = keyFromPath(request.params.key, options.tree().config.limits.maxKeyBytes)
+    return { key: request.params.key, steps: options.tree().explain(key) }
+  })
+  app.get('/admin/shards', async () => ({ destinations: options.tree().destinations.map(describeDestination) }))
+
+  // /admin/shards/s0/stats -> s0's primary admin /stats; /admin/shards/s0.replica1/… -> its first replica.
+  const adminOf = (name: string): ShardDestination | undefined =>
+    options.tree().destinations.find((d) => (d.id.role === 'primary' ? d.id.shard : `${d.id.shard}.replica${d.id.index}`) === name)
+  await app.register(proxy, {
+    // No base upstream: reply-from would send every request to its origin, ignoring getUpstream.
+    upstream: '',
+    prefix: '/admin/shards/:name',
+    rewritePrefix: '',
+    // One log line per proxied request is the access log's job, and that is off by default.
+    disableRequestLogging: true,
+    preHandler: async (request) => {
+      const name = (request.params as { name: string }).name
+      const destination = adminOf(name)
+      if (!destination) throw new HttpError(404, 'unknown_shard', `no shard or replica named "${name}"`)
+      if (!destination.id.admin) throw new HttpError(404, 'no_admin_address', `the config gives no admin address for ${name}`)
+    },
+    replyOptions: {
+      getUpstream: (request) => `http://${formatEndpoint(adminOf((request.params as { name: string }).name)!.id.admin!)}`,
+    },
+  })
+  return app
+}
+
+function describeDestination(d: ShardDestination) {
+  return {
+    name: d.name,
+    pool: d.id.pool,
+    shard: d.id.shard,
+    role: d.id.role,
+    address: d.address,
+    admin: d.id.admin ? formatEndpoint(d.id.admin) : null,
+    knockedOut: d.health.knockedOut,
+    knockedOutSince: d.health.knockedOutAt ? new Date(d.health.knockedOutAt).toISOString() : null,
+    knockouts: d.health.knockouts,
+    consecutiveFailures: d.health.consecutiveFailures,
+    lastError: d.health.lastError,
+    connections: d.connected,
+    inFlight: d.inFlight,
+    queued: d.queued,
+  }
+}

@@ -1,0 +1,251 @@
+// The router's YAML config: pools of shards, prefix routes, hashing, health, connections,
+// limits and listen addresses; ${ENV} interpolation; JSON Schema validation with file:line errors.
+import { readFileSync } from 'node:fs'
+import { ConfigError, compileSchema, parseYaml, validateOrThrow } from '../common/validate.ts'
+
+export interface Endpoint {
+  host: string
+  port: number
+}
+
+export interface DestinationConfig {
+  address: Endpoint
+  /** The shard process's admin HTTP, for /admin/shards/:name/* (optional). */
+  admin?: Endpoint
+}
+
+export interface ShardConfig {
+  name: string
+  primary: DestinationConfig
+  replicas: DestinationConfig[]
+}
+
+export interface RouterConfig {
+  /** Where the config came from (shown in errors and /admin/config). */
+  file: string
+  listen: { data: Endpoint; admin: Endpoint }
+  pools: Record<string, { shards: ShardConfig[] }>
+  routes: { prefix: string; pool: string }[]
+  defaultPool: string
+  hashing: { algorithm: 'ring'; pointsPerShard: number }
+  health: { heartbeatMs: number; failuresBeforeKnockout: number; probeInitialMs: number; probeMaxMs: number; maxKnockedOutFraction: number }
+  connections: { perDestination: number; timeoutMs: number; connectTimeoutMs: number; maxQueue: number }
+  limits: { maxKeyBytes: number; maxValueBytes: number; maxBatchOps: number }
+  accessLog: boolean
+  workers: number
+}
+
+const HOST_PORT = '^[^\\s:]+:\\d{1,5}$'
+const hostPort = { type: 'string', pattern: HOST_PORT, description: 'must be host:port' }
+const destination = {
+  description: 'must be host:port, or {address: host:port, admin: host:port}',
+  oneOf: [
+    { type: 'string', pattern: HOST_PORT },
+    {
+      type: 'object',
+      additionalProperties: false,
+      required: ['address'],
+      properties: { address: hostPort, admin: hostPort },
+    },
+  ],
+}
+
+const schema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['pools'],
+  properties: {
+    listen: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        data: { ...hostPort, default: '127.0.0.1:8080' },
+        admin: { ...hostPort, default: '127.0.0.1:9090' },
+      },
+    },
+    pools: {
+      type: 'object',
+      minProperties: 1,
+      propertyNames: { pattern: '^[A-Za-z0-9_-]+$' },
+      additionalProperties: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['shards'],
+        properties: {
+          shards: {
+            type: 'array',
+            minItems: 1,
+            items: {
+              type: 'object',
+              additionalProperties: false,
+              required: ['name', 'primary'],
+              properties: {
+                name: { type: 'string', pattern: '^[A-Za-z0-9._-]+$' },
+                primary: destination,
+                replicas: { type: 'array', items: destination, default: [] },
+              },
+            },
+          },
+        },
+      },
+    },
+    routes: {
+      type: 'array',
+      default: [],
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['prefix', 'pool'],
+        properties: { prefix: { type: 'string', minLength: 1 }, pool: { type: 'string' } },
+      },
+    },
+    defaultPool: { type: 'string' },
+    hashing: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        algorithm: { enum: ['ring'], default: 'ring' },
+        pointsPerShard: { type: 'integer', minimum: 1, maximum: 100000, default: 1024 },
+      },
+    },
+    health: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        heartbeatMs: { type: 'integer', minimum: 10, default: 500 },
+        failuresBeforeKnockout: { type: 'integer', minimum: 1, default: 3 },
+        probeInitialMs: { type: 'integer', minimum: 10, default: 200 },
+        probeMaxMs: { type: 'integer', minimum: 10, default: 5000 },
+        maxKnockedOutFraction: { type: 'number', minimum: 0, maximum: 1, default: 0.5 },
+      },
+    },
+    connections: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        perDestination: { type: 'integer', minimum: 1, maximum: 64, default: 2 },
+        timeoutMs: { type: 'integer', minimum: 1, default: 1000 },
+        connectTimeoutMs: { type: 'integer', minimum: 1, default: 1000 },
+        maxQueue: { type: 'integer', minimum: 1, default: 8192 },
+      },
+    },
+    limits: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        maxKeyBytes: { type: 'integer', minimum: 1, maximum: 65536, default: 250 },
+        maxValueBytes: { type: 'integer', minimum: 1, default: 1024 * 1024 },
+        maxBatchOps: { type: 'integer', minimum: 1, default: 1000 },
+      },
+    },
+    accessLog: { type: 'boolean', default: false },
+    workers: { type: 'integer', minimum: 1, maximum: 256, default: 1 },
+  },
+}
+
+type RawDestination = string | { address: string; admin?: string }
+interface RawConfig {
+  listen: { data: string; admin: string }
+  pools: Record<string, { shards: { name: string; primary: RawDestination; replicas: RawDestination[] }[] }>
+  routes: { prefix: string; pool: string }[]
+  defaultPool?: string
+  hashing: RouterConfig['hashing']
+  health: RouterConfig['health']
+  connections: RouterConfig['connections']
+  limits: RouterConfig['limits']
+  accessLog: boolean
+  workers: number
+}
+
+const validate = compileSchema<RawConfig>(schema)
+
+/** Replaces ${NAME} and ${NAME:-default} with environment variables; an unset one is an error. */
+export function interpolateEnv(text: string, file: string, env: NodeJS.ProcessEnv = process.env): string {
+  return text.split('\n').map((line, index) => line.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g, (_match, name: string, fallback?: string) => {
+    const value = env[name] ?? fallback
+    if (value === undefined) throw new ConfigError(`${file}:${index + 1}: environment variable ${name} is not set`)
+    return value
+  })).join('\n')
+}
+
+export function loadRouterConfig(file: string): RouterConfig {
+  let text: string
+  try {
+    text = readFileSync(file, 'utf8')
+  } catch (error) {
+    throw new ConfigError(`${file}: cannot read the config: ${(error as Error).message}`)
+  }
+  return parseRouterConfig(text, file)
+}
+
+export function parseRouterConfig(text: string, file: string): RouterConfig {
+  const parsed = parseYaml({ file, text: interpolateEnv(text, file) })
+  const raw = validateOrThrow(validate, parsed.data ?? {}, { file, lineOf: parsed.lineOf })
+  const problems: string[] = []
+  const at = (path: string[], message: string) => {
+    const line = parsed.lineOf(path)
+    problems.push(`${file}${line ? `:${line}` : ''}: ${path.reduce((text, step) => (/^\d+$/.test(step) ? `${text}[${step}]` : text ? `${text}.${step}` : step), '')}: ${message}`)
+  }
+  const poolNames = Object.keys(raw.pools)
+  const defaultPool = raw.defaultPool ?? (poolNames.length === 1 ? poolNames[0] : undefined)
+  if (defaultPool === undefined) at(['defaultPool'], 'must name the pool for keys no route matches (required with more than one pool)')
+  else if (!raw.pools[defaultPool]) at(['defaultPool'], `names no pool (pools: ${poolNames.join(', ')})`)
+  raw.routes.forEach((route, i) => {
+    if (!raw.pools[route.pool]) at(['routes', String(i), 'pool'], `names no pool (pools: ${poolNames.join(', ')})`)
+  })
+  const seenAddresses = new Map<string, string>()
+  const pools: RouterConfig['pools'] = {}
+  for (const [poolName, pool] of Object.entries(raw.pools)) {
+    const names = new Set<string>()
+    pools[poolName] = {
+      shards: pool.shards.map((shard, i) => {
+        const path = ['pools', poolName, 'shards', String(i)]
+        if (names.has(shard.name)) at([...path, 'name'], `duplicate shard name "${shard.name}" in pool ${poolName}`)
+        names.add(shard.name)
+        const toDestination = (rawDestination: RawDestination, where: string[]): DestinationConfig => {
+          const address = typeof rawDestination === 'string' ? rawDestination : rawDestination.address
+          const previous = seenAddresses.get(address)
+          if (previous) at(where, `address ${address} is already used by ${previous}`)
+          seenAddresses.set(address, `${poolName}/${shard.name}`)
+          const admin = typeof rawDestination === 'string' ? undefined : rawDestination.admin
+          return { address: toEndpoint(address), ...(admin ? { admin: toEndpoint(admin) } : {}) }
+        }
+        return {
+          name: shard.name,
+          primary: toDestination(shard.primary, [...path, 'primary']),
+          replicas: shard.replicas.map((replica, r) => toDestination(replica, [...path, 'replicas', String(r)])),
+        }
+      }),
+    }
+  }
+  if (problems.length > 0) throw new ConfigError(problems.join('\n'))
+  return {
+    file,
+    listen: { data: toEndpoint(raw.listen.data), admin: toEndpoint(raw.listen.admin) },
+    pools,
+    routes: raw.routes,
+    defaultPool: defaultPool!,
+    hashing: raw.hashing,
+    health: raw.health,
+    connections: raw.connections,
+    limits: raw.limits,
+    accessLog: raw.accessLog,
+    workers: raw.workers,
+  }
+}
+
+export function toEndpoint(text: string): Endpoint {
+  const colon = text.lastIndexOf(':')
+  const port = Number(text.slice(colon + 1))
+  if (port > 65535) throw new ConfigError(`${text}: port must be 0-65535`)
+  return { host: text.slice(0, colon), port }
+}
+
+export function formatEndpoint(endpoint: Endpoint): string {
+  return `${endpoint.host}:${endpoint.port}`
+}

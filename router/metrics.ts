@@ -1,0 +1,51 @@
+// The router's Prometheus metrics: requests and latency by op and status, connection-pool
+// saturation and health per destination, knock-outs, and config reloads.
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+import { LATENCY_BUCKETS_SECONDS } from '../common/metric-helpers.ts'
+import type { ShardDestination } from './shard-destination.ts'
+
+export type FrontOp = 'get' | 'set' | 'delete' | 'batch'
+
+export class RouterMetrics {
+  readonly registry = new Registry()
+  readonly knockouts: Counter<'pool' | 'shard' | 'role'>
+  readonly reloads: Counter<'outcome'>
+  private readonly requests: Counter<'op' | 'code'>
+  private readonly duration: Histogram<'op'>
+  private readonly durationByOp = new Map<FrontOp, { observe(seconds: number): void }>()
+
+  constructor(destinations: () => readonly ShardDestination[], generation: () => number) {
+    collectDefaultMetrics({ register: this.registry })
+    const registers = [this.registry]
+    this.requests = new Counter({ name: 'shardline_router_requests_total', help: 'HTTP requests on the data port, by op and HTTP status.', labelNames: ['op', 'code'], registers })
+    this.duration = new Histogram({ name: 'shardline_router_request_duration_seconds', help: 'Time from request parsed to reply sent, by op.', labelNames: ['op'], buckets: LATENCY_BUCKETS_SECONDS, registers })
+    this.knockouts = new Counter({ name: 'shardline_router_knockouts_total', help: 'Destinations knocked out by health checks or failed connections.', labelNames: ['pool', 'shard', 'role'], registers })
+    this.reloads = new Counter({ name: 'shardline_router_config_reloads_total', help: 'Config reloads, by outcome (success or failure).', labelNames: ['outcome'], registers })
+    new Gauge({ name: 'shardline_router_config_generation', help: 'How many configs this router has loaded (1 = the first).', registers, collect() { this.set(generation()) } })
+    const perDestination = (name: string, help: string, read: (d: ShardDestination) => number) =>
+      new Gauge({
+        name,
+        help,
+        labelNames: ['pool', 'shard', 'role', 'address'],
+        registers,
+        collect() {
+          this.reset()
+          for (const d of destinations()) this.set({ pool: d.id.pool, shard: d.id.shard, role: d.id.role, address: d.address }, read(d))
+        },
+      })
+    perDestination('shardline_router_destination_connections', 'Open connections to the destination.', (d) => d.connected)
+    perDestination('shardline_router_destination_in_flight', 'Commands sent to the destination awaiting a reply.', (d) => d.inFlight)
+    perDestination('shardline_router_destination_queued', 'Commands waiting to be written to the destination.', (d) => d.queued)
+    perDestination('shardline_router_destination_knocked_out', '1 while the destination is knocked out.', (d) => (d.health.knockedOut ? 1 : 0))
+  }
+
+  observe(op: FrontOp, status: number, startedAt: number): void {
+    this.requests.inc({ op, code: String(status) })
+    let histogram = this.durationByOp.get(op)
+    if (!histogram) {
+      histogram = this.duration.labels(op)
+      this.durationByOp.set(op, histogram)
+    }
+    histogram.observe((performance.now() - startedAt) / 1000)
+  }
+}

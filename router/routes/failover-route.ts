@@ -1,0 +1,46 @@
+// FailoverRoute: sends an op to the shard's primary, or, when it is knocked out or its
+// connection fails, to the next healthy replica in order. Never to another shard.
+import { NoHealthyDestinationError, ShardConnectionError } from '../errors.ts'
+import { runOnDestination } from '../shard-commands.ts'
+import type { ShardDestination } from '../shard-destination.ts'
+import type { Op, OpResult, Route, RouteStep } from './route.ts'
+
+export class FailoverRoute implements Route {
+  readonly shard: string
+  readonly destinations: readonly ShardDestination[]
+
+  constructor(shard: string, destinations: readonly ShardDestination[]) {
+    this.shard = shard
+    this.destinations = destinations
+  }
+
+  async route(op: Op): Promise<OpResult> {
+    let lastError: Error | null = null
+    for (const destination of this.destinations) {
+      if (destination.health.knockedOut) continue
+      try {
+        return await runOnDestination(destination, op)
+      } catch (error) {
+        if (!(error instanceof ShardConnectionError)) throw error
+        lastError = error
+      }
+    }
+    throw lastError ?? new NoHealthyDestinationError(this.shard)
+  }
+
+  explain(): RouteStep[] {
+    const chosen = this.destinations.find((d) => !d.health.knockedOut)
+    const skipped = this.destinations.filter((d) => d.health.knockedOut).map((d) => d.name)
+    return [{
+      route: 'failover',
+      decision: chosen ? `${chosen.name} (${chosen.address})` : 'none',
+      why: chosen
+        ? skipped.length > 0 ? `knocked out: ${skipped.join(', ')}; next healthy in order` : `${chosen.id.role} is healthy`
+        : 'every destination is knocked out',
+    }]
+  }
+
+  describe(): unknown {
+    return { failover: this.destinations.map((d) => `${d.id.role} ${d.address}`) }
+  }
+}

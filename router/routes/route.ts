@@ -1,0 +1,26 @@
+// The route tree's vocabulary: an Op (what the front asks for), its result, and the Route
+// interface every node implements (route an op, explain where a key goes, describe itself).
+
+export type Op =
+  | { kind: 'get'; key: string }
+  | { kind: 'set'; key: string; value: Buffer; flags: number; ttlMs?: number; version: number }
+  | { kind: 'delete'; key: string }
+
+export type OpResult =
+  | { kind: 'get'; found: false }
+  | { kind: 'get'; found: true; value: Buffer; flags: number }
+  | { kind: 'set'; stored: boolean }
+  | { kind: 'delete'; deleted: boolean }
+
+/** One step of a key's way through the tree, for /admin/route/:key. */
+export interface RouteStep {
+  route: string
+  decision: string
+  why: string
+}
+
+export interface Route {
+  route(op: Op): Promise<OpResult>
+  explain(key: string): RouteStep[]
+  describe(): unknown
+}

@@ -1,0 +1,37 @@
+// How each Op is spoken to a shard in RESP (SL.GETV, SL.SETV, DEL) and how its reply is read
+// back into an OpResult; an unexpected reply is a ShardErrorReply.
+import { RespErrorReply, type RespReply } from '../common/resp-reply-parser.ts'
+import { ShardErrorReply } from './errors.ts'
+import type { Op, OpResult } from './routes/route.ts'
+import type { ShardDestination } from './shard-destination.ts'
+
+export async function runOnDestination(destination: ShardDestination, op: Op): Promise<OpResult> {
+  switch (op.kind) {
+    case 'get': {
+      const reply = check(destination, await destination.send(['SL.GETV', op.key]))
+      if (reply === null) return { kind: 'get', found: false }
+      if (!Array.isArray(reply) || !Buffer.isBuffer(reply[0])) throw unexpected(destination, reply)
+      return { kind: 'get', found: true, value: reply[0], flags: Number(reply[2]) }
+    }
+    case 'set': {
+      const args = ['SL.SETV', op.key, op.value, String(op.version), 'FLAGS', String(op.flags)]
+      if (op.ttlMs !== undefined) args.push('PX', String(op.ttlMs))
+      const reply = check(destination, await destination.send(args))
+      // :0 means the shard holds a newer version: the write lost to a later one, which is success.
+      return { kind: 'set', stored: reply === 1 }
+    }
+    case 'delete': {
+      const reply = check(destination, await destination.send(['DEL', op.key]))
+      return { kind: 'delete', deleted: reply === 1 }
+    }
+  }
+}
+
+function check(destination: ShardDestination, reply: RespReply): RespReply {
+  if (reply instanceof RespErrorReply) throw new ShardErrorReply(destination.name, reply.message)
+  return reply
+}
+
+function unexpected(destination: ShardDestination, reply: RespReply): ShardErrorReply {
+  return new ShardErrorReply(destination.name, `unexpected reply ${JSON.stringify(reply)}`)
+}

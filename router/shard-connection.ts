@@ -1,0 +1,176 @@
+// One persistent RESP connection from the router to a shard: pipelined requests, every command
+// queued in one event-loop turn leaving in one write, per-op timeouts, reconnect with backoff.
+import net from 'node:net'
+import { RespReplyParser, type RespReply } from '../common/resp-reply-parser.ts'
+import { RespWriter } from '../common/resp-writer.ts'
+import type { Endpoint } from './config.ts'
+import { ShardConnectionError, ShardTimeoutError } from './errors.ts'
+
+export type CommandArg = string | Buffer
+
+export interface ShardConnectionOptions {
+  name: string
+  endpoint: Endpoint
+  timeoutMs: number
+  connectTimeoutMs: number
+  /** Told of every connect failure or lost connection (hard failures for health tracking). */
+  onFailure(error: Error): void
+  onConnect(): void
+}
+
+interface Pending {
+  resolve(reply: RespReply): void
+  reject(error: Error): void
+  deadline: number
+  /** Timed out already: its reply, when it comes, is read and dropped. */
+  abandoned: boolean
+}
+
+const RECONNECT_INITIAL_MS = 50
+const RECONNECT_MAX_MS = 2000
+
+export class ShardConnection {
+  private readonly options: ShardConnectionOptions
+  private socket: net.Socket | null = null
+  private connected = false
+  private closed = false
+  private readonly writer = new RespWriter()
+  /** Commands written to the writer but not yet to the socket. */
+  private unsent: Pending[] = []
+  /** Commands on the wire, in the order their replies will come. */
+  private readonly inFlight: Pending[] = []
+  private inFlightHead = 0
+  private flushScheduled = false
+  private reconnectDelay = RECONNECT_INITIAL_MS
+  private reconnectTimer: NodeJS.Timeout | null = null
+  private timeoutTimer: NodeJS.Timeout | null = null
+
+  constructor(options: ShardConnectionOptions) {
+    this.options = options
+    this.connect()
+  }
+
+  get isConnected(): boolean {
+    return this.connected
+  }
+
+  /** Commands sent or waiting to be sent that have no reply yet. */
+  get outstanding(): number {
+    return this.unsent.length + this.inFlight.length - this.inFlightHead
+  }
+
+  get waiting(): number {
+    return this.unsent.length
+  }
+
+  send(args: readonly CommandArg[]): Promise<RespReply> {
+    if (this.closed) return Promise.reject(new ShardConnectionError(`${this.options.name}: connection closed`))
+    if (!this.connected && this.reconnectTimer !== null) {
+      return Promise.reject(new ShardConnectionError(`${this.options.name}: not connected`))
+    }
+    return new Promise<RespReply>((resolve, reject) => {
+      this.writer.arrayHeader(args.length)
+      for (const arg of args) {
+        if (typeof arg === 'string') this.writer.bulkLatin1(arg)
+        else this.writer.bulk(arg)
+      }
+      this.unsent.push({ resolve, reject, deadline: Date.now() + this.options.timeoutMs, abandoned: false })
+      if (!this.flushScheduled) {
+        this.flushScheduled = true
+        setImmediate(() => this.flush())
+      }
+      this.armTimeouts()
+    })
+  }
+
+  close(): void {
+    this.closed = true
+    if (this.reconnectTimer) clearTimeout(this.reconnectTimer)
+    this.socket?.destroy()
+    this.failAll(new ShardConnectionError(`${this.options.name}: connection closed`))
+  }
+
+  private connect(): void {
+    this.reconnectTimer = null
+    const socket = net.connect({ host: this.options.endpoint.host, port: this.options.endpoint.port, noDelay: true })
+    this.socket = socket
+    const parser = new RespReplyParser()
+    socket.setTimeout(this.options.connectTimeoutMs, () => socket.destroy(new Error(`connect timeout after ${this.options.connectTimeoutMs} ms`)))
+    socket.on('connect', () => {
+      socket.setTimeout(0)
+      this.connected = true
+      this.reconnectDelay = RECONNECT_INITIAL_MS
+      this.options.onConnect()
+      this.flush()
+    })
+    socket.on('data', (chunk: Buffer) => {
+      try {
+        parser.push(chunk, (reply) => this.settle(reply))
+      } catch (error) {
+        socket.destroy(error as Error)
+      }
+    })
+    socket.on('error', () => {})
+    socket.on('close', (hadError) => {
+      const wasConnected = this.connected
+      this.connected = false
+      this.socket = null
+      const reason = wasConnected ? 'connection lost' : 'connect failed'
+      this.failAll(new ShardConnectionError(`${this.options.name}: ${reason}`))
+      if (this.closed) return
+      this.options.onFailure(new ShardConnectionError(`${this.options.name}: ${reason}${hadError ? '' : ' (closed by peer)'}`))
+      const delay = this.reconnectDelay * (0.5 + Math.random())
+      this.reconnectDelay = Math.min(this.reconnectDelay * 2, RECONNECT_MAX_MS)
+      this.reconnectTimer = setTimeout(() => this.connect(), delay)
+    })
+  }
+
+  private flush(): void {
+    this.flushScheduled = false
+    if (!this.connected || this.socket === null || this.unsent.length === 0) return
+    for (const pending of this.unsent) this.inFlight.push(pending)
+    this.unsent = []
+    this.writer.writeTo(this.socket)
+  }
+
+  private settle(reply: RespReply): void {
+    const pending = this.inFlight[this.inFlightHead++]
+    if (this.inFlightHead > 1024 && this.inFlightHead * 2 > this.inFlight.length) {
+      this.inFlight.splice(0, this.inFlightHead)
+      this.inFlightHead = 0
+    }
+    if (pending === undefined) {
+      this.socket?.destroy(new Error('reply without a request'))
+      return
+    }
+    if (!pending.abandoned) pending.resolve(reply)
+  }
+
+  private failAll(error: Error): void {
+    const all = [...this.inFlight.slice(this.inFlightHead), ...this.unsent]
+    this.inFlight.length = 0
+    this.inFlightHead = 0
+    this.unsent = []
+    // Unsent commands were already encoded into the writer: start it over.
+    this.writer.discard()
+    for (const pending of all) if (!pending.abandoned) pending.reject(error)
+  }
+
+  // One timer per connection, not per command: it fires for the oldest deadline and walks on.
+  private armTimeouts(): void {
+    if (this.timeoutTimer !== null) return
+    this.timeoutTimer = setTimeout(() => {
+      this.timeoutTimer = null
+      const now = Date.now()
+      for (const queue of [this.inFlight.slice(this.inFlightHead), this.unsent]) {
+        for (const pending of queue) {
+          if (pending.abandoned || pending.deadline > now) continue
+          pending.abandoned = true
+          pending.reject(new ShardTimeoutError(this.options.name, this.options.timeoutMs))
+        }
+      }
+      if (this.outstanding > 0) this.armTimeouts()
+    }, Math.max(5, Math.min(this.options.timeoutMs, 50)))
+    this.timeoutTimer.unref()
+  }
+}

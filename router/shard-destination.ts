@@ -1,0 +1,85 @@
+// One shard process as the router sees it: a few pipelined connections used round-robin, a
+// bounded queue, and the health state (up or knocked out) that the failover route consults.
+import type { RespReply } from '../common/resp-reply-parser.ts'
+import { formatEndpoint, type Endpoint, type RouterConfig } from './config.ts'
+import { QueueFullError } from './errors.ts'
+import { ShardConnection, type CommandArg } from './shard-connection.ts'
+
+export type DestinationRole = 'primary' | 'replica'
+
+export interface DestinationIdentity {
+  pool: string
+  shard: string
+  role: DestinationRole
+  /** Position among the shard's destinations: 0 = primary, 1.. = replicas in config order. */
+  index: number
+  endpoint: Endpoint
+  admin?: Endpoint
+}
+
+export interface HealthState {
+  knockedOut: boolean
+  consecutiveFailures: number
+  knockedOutAt: number | null
+  knockouts: number
+  lastError: string | null
+}
+
+export class ShardDestination {
+  readonly id: DestinationIdentity
+  readonly name: string
+  readonly address: string
+  readonly health: HealthState = { knockedOut: false, consecutiveFailures: 0, knockedOutAt: null, knockouts: 0, lastError: null }
+  /** Called on a hard failure (refused or lost connection) so the health monitor can act at once. */
+  onHardFailure: (error: Error) => void = () => {}
+  private readonly connections: ShardConnection[]
+  private readonly maxQueue: number
+  private next = 0
+
+  constructor(id: DestinationIdentity, settings: RouterConfig['connections']) {
+    this.id = id
+    this.address = formatEndpoint(id.endpoint)
+    this.name = `${id.pool}/${id.shard}/${id.role === 'primary' ? 'primary' : `replica${id.index}`}`
+    this.maxQueue = settings.maxQueue
+    this.connections = Array.from({ length: settings.perDestination }, (_, i) => new ShardConnection({
+      name: `${this.name} (${this.address}) #${i}`,
+      endpoint: id.endpoint,
+      timeoutMs: settings.timeoutMs,
+      connectTimeoutMs: settings.connectTimeoutMs,
+      onFailure: (error) => this.onHardFailure(error),
+      onConnect: () => {},
+    }))
+  }
+
+  get connected(): number {
+    return this.connections.filter((c) => c.isConnected).length
+  }
+
+  get inFlight(): number {
+    return this.connections.reduce((sum, c) => sum + c.outstanding - c.waiting, 0)
+  }
+
+  get queued(): number {
+    return this.connections.reduce((sum, c) => sum + c.waiting, 0)
+  }
+
+  send(args: readonly CommandArg[]): Promise<RespReply> {
+    const outstanding = this.connections.reduce((sum, c) => sum + c.outstanding, 0)
+    if (outstanding >= this.maxQueue) return Promise.reject(new QueueFullError(this.name, this.maxQueue))
+    // Prefer a connected connection, starting from the round-robin position.
+    for (let i = 0; i < this.connections.length; i++) {
+      const connection = this.connections[(this.next + i) % this.connections.length]
+      if (connection.isConnected) {
+        this.next = (this.next + i + 1) % this.connections.length
+        return connection.send(args)
+      }
+    }
+    const connection = this.connections[this.next]
+    this.next = (this.next + 1) % this.connections.length
+    return connection.send(args)
+  }
+
+  close(): void {
+    for (const connection of this.connections) connection.close()
+  }
+}

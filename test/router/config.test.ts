@@ -1,0 +1,91 @@
+// The router config: defaults, ${ENV} interpolation, and validation errors that name the file,
+// the line and the path, for schema problems and for cross-references alike.
+import t from 'tap'
+import { parseRouterConfig } from '../../router/config.ts'
+
+function errorOf(fn: () => unknown): string {
+  try {
+    fn()
+  } catch (error) {
+    return (error as Error).message
+  }
+  throw new Error('expected an error')
+}
+
+const minimal = `pools:
+  main:
+    shards:
+      - name: s0
+        primary: 127.0.0.1:7000
+`
+
+t.test('a minimal config gets the documented defaults', async (t) => {
+  const config = parseRouterConfig(minimal, 'router.yaml')
+  t.equal(config.defaultPool, 'main', 'the only pool is the default')
+  t.same(config.listen, { data: { host: '127.0.0.1', port: 8080 }, admin: { host: '127.0.0.1', port: 9090 } })
+  t.same(config.pools.main.shards[0], { name: 's0', primary: { address: { host: '127.0.0.1', port: 7000 } }, replicas: [] })
+  t.match(config.health, { heartbeatMs: 500, failuresBeforeKnockout: 3 })
+  t.match(config.connections, { perDestination: 2, timeoutMs: 1000 })
+  t.match(config.limits, { maxKeyBytes: 250, maxValueBytes: 1048576 })
+})
+
+t.test('destinations may carry an admin address', async (t) => {
+  const config = parseRouterConfig(minimal.replace('primary: 127.0.0.1:7000', 'primary: { address: 127.0.0.1:7000, admin: 127.0.0.1:7100 }'), 'r.yaml')
+  t.same(config.pools.main.shards[0].primary.admin, { host: '127.0.0.1', port: 7100 })
+})
+
+t.test('${ENV} and ${ENV:-default} are interpolated; an unset variable is an error with its line', async (t) => {
+  process.env.SHARDLINE_TEST_HOST = '10.1.2.3'
+  const text = `${minimal}listen:\n  data: \${SHARDLINE_TEST_HOST}:80\n  admin: \${SHARDLINE_TEST_UNSET:-127.0.0.1}:9\n`
+  const config = parseRouterConfig(text, 'r.yaml')
+  t.same(config.listen.data, { host: '10.1.2.3', port: 80 })
+  t.same(config.listen.admin, { host: '127.0.0.1', port: 9 })
+  t.throws(() => parseRouterConfig(`${minimal}listen:\n  data: \${SHARDLINE_TEST_UNSET}:80\n`, 'r.yaml'), /r\.yaml:7: environment variable SHARDLINE_TEST_UNSET is not set/)
+})
+
+t.test('errors name the file, the line and the path', async (t) => {
+  const bad = `pools:
+  main:
+    shards:
+      - name: s0
+        primary: 127.0.0.1:7000
+      - name: s1
+        primary: 127.0.0.1:7001
+      - name: s2
+        primary: not-an-address
+hashing:
+  pointsPerShard: 0
+colour: blue
+`
+  const message = errorOf(() => parseRouterConfig(bad, 'router.yaml'))
+  t.match(message, 'router.yaml:9: pools.main.shards[2].primary: must be host:port')
+  t.match(message, 'router.yaml:11: hashing.pointsPerShard: must be >= 1')
+  t.match(message, 'colour: is not a known setting')
+})
+
+t.test('cross-references are checked: pools named by routes, the default, duplicate names and addresses', async (t) => {
+  const twoPools = `pools:
+  a:
+    shards:
+      - name: s0
+        primary: 127.0.0.1:7000
+      - name: s0
+        primary: 127.0.0.1:7000
+  b:
+    shards:
+      - name: x
+        primary: 127.0.0.1:7002
+routes:
+  - prefix: "user:"
+    pool: nope
+`
+  const message = errorOf(() => parseRouterConfig(twoPools, 'r.yaml'))
+  t.match(message, 'defaultPool: must name the pool for keys no route matches')
+  t.match(message, 'r.yaml:6: pools.a.shards[1].name: duplicate shard name "s0"')
+  t.match(message, 'r.yaml:7: pools.a.shards[1].primary: address 127.0.0.1:7000 is already used by a/s0')
+  t.match(message, 'r.yaml:14: routes[0].pool: names no pool (pools: a, b)')
+})
+
+t.test('YAML syntax errors name the line', async (t) => {
+  t.throws(() => parseRouterConfig('pools:\n  main: [\n', 'r.yaml'), /^r\.yaml:\d+: /)
+})
