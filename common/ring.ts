@@ -5,10 +5,10 @@ import { fmix32, hashKey } from './hash.ts'
 /**
  * Points per node when the caller has no reason to choose. A node's share of the ring has a
  * relative spread of about 1/sqrt(points), so the busiest of 50 shards sits near 1 + 2.3/sqrt(points)
- * times the mean: 160 points (ketama) give about 1.18, 2000 about 1.05, 8000 about 1.03. 8000 is the
- * smallest count tried that kept the busiest of 50 shards under 1.05× the mean share of 1M keys for
- * every name set and key set tried, with margin (`npx node bench/ring.ts --sweep`); 7000 came within
- * a hair of 1.05 and 5000 went over. It costs 6 bytes per point: 2.4 MB at 50 shards.
+ * times the mean: 160 points (ketama) give about 1.18, 2000 about 1.055, 8000 about 1.025. 8000 is
+ * the smallest count that kept the busiest of 50 shards under 1.05× the mean of 1M keys with margin
+ * on every one of 30 name sets × 2 key sets (worst 1.042; 7000: 1.048, 6000: 1.066; run
+ * `npx node bench/ring.ts --sweep`). It costs 6 bytes per point: 2.3 MiB at 50 shards.
  *
  * Laying a node's points out more evenly would not help: the other nodes' points are independent
  * of them, so the gap in front of each point is still about exponential. Only more points, or a
@@ -26,7 +26,7 @@ const POINT_SEED = 0x2545f491
  * Point i of the node whose name hashes to outer and inner. Two fmix32 rounds over integers, not
  * hashKey(`${name}\u0000${i}`): that string form hashes points and keys like `key:${i}` through the
  * same FNV steps over decimal digits, and on some name sets a key family clustered on one node's
- * points (10 standard deviations on a tenth of the keys). Integer mixing also builds 10x faster.
+ * points (10 standard deviations on a tenth of the keys). It also builds no string per point.
  */
 function pointHash(outer: number, inner: number, i: number): number {
   return fmix32(outer ^ fmix32((inner + Math.imul(i, 0x9e3779b9)) >>> 0))

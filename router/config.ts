@@ -210,7 +210,8 @@ export function parseRouterConfig(text: string, file: string): RouterConfig {
         const toDestination = (rawDestination: RawDestination, where: string[]): DestinationConfig => {
           const address = typeof rawDestination === 'string' ? rawDestination : rawDestination.address
           const previous = seenAddresses.get(address)
-          if (previous) at(where, `address ${address} is already used by ${previous}`)
+          // Port 0 ("pick one") is for `shardline cluster`, which fills in the real ports.
+          if (previous && !address.endsWith(':0')) at(where, `address ${address} is already used by ${previous}`)
           seenAddresses.set(address, `${poolName}/${shard.name}`)
           const admin = typeof rawDestination === 'string' ? undefined : rawDestination.admin
           return { address: toEndpoint(address), ...(admin ? { admin: toEndpoint(admin) } : {}) }

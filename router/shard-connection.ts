@@ -44,6 +44,8 @@ export class ShardConnection {
   private reconnectDelay = RECONNECT_INITIAL_MS
   private reconnectTimer: NodeJS.Timeout | null = null
   private timeoutTimer: NodeJS.Timeout | null = null
+  /** The socket is being replaced because commands on it timed out (not a peer failure). */
+  private resetAfterTimeout = false
 
   constructor(options: ShardConnectionOptions) {
     this.options = options
@@ -115,10 +117,12 @@ export class ShardConnection {
       const wasConnected = this.connected
       this.connected = false
       this.socket = null
-      const reason = wasConnected ? 'connection lost' : 'connect failed'
+      const reason = this.resetAfterTimeout ? 'reset after a timeout' : wasConnected ? 'connection lost' : 'connect failed'
       this.failAll(new ShardConnectionError(`${this.options.name}: ${reason}`))
       if (this.closed) return
-      this.options.onFailure(new ShardConnectionError(`${this.options.name}: ${reason}${hadError ? '' : ' (closed by peer)'}`))
+      // A reset after a timeout is ours, not the peer's: heartbeats judge a slow or hung shard.
+      if (!this.resetAfterTimeout) this.options.onFailure(new ShardConnectionError(`${this.options.name}: ${reason}${hadError ? '' : ' (closed by peer)'}`))
+      this.resetAfterTimeout = false
       const delay = this.reconnectDelay * (0.5 + Math.random())
       this.reconnectDelay = Math.min(this.reconnectDelay * 2, RECONNECT_MAX_MS)
       this.reconnectTimer = setTimeout(() => this.connect(), delay)
@@ -162,12 +166,20 @@ export class ShardConnection {
     this.timeoutTimer = setTimeout(() => {
       this.timeoutTimer = null
       const now = Date.now()
+      let timedOut = false
       for (const queue of [this.inFlight.slice(this.inFlightHead), this.unsent]) {
         for (const pending of queue) {
           if (pending.abandoned || pending.deadline > now) continue
           pending.abandoned = true
+          timedOut = true
           pending.reject(new ShardTimeoutError(this.options.name, this.options.timeoutMs))
         }
+      }
+      // Replies still owed on this socket may never come; a fresh connection keeps replies and
+      // requests paired (the other commands on it fail over like on any lost connection).
+      if (timedOut && this.socket !== null) {
+        this.resetAfterTimeout = true
+        this.socket.destroy()
       }
       if (this.outstanding > 0) this.armTimeouts()
     }, Math.max(5, Math.min(this.options.timeoutMs, 50)))
