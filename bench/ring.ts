@@ -150,7 +150,7 @@ function sweep(sequentialKeys: readonly string[], randomKeyList: readonly string
       Array.from({ length: SHARDS }, (_, i) => `n${Math.floor(random() * 2 ** 32).toString(36)}-${i}`)),
   ]
   console.log(`${nameSets.length} sets of ${SHARDS} names (shard-i, s00, cache-01.prod, A..Z/Ax..Xx, ${SWEEP_RANDOM_NAME_SETS} random); ` +
-    `busiest shard / mean over ${KEYS} key:i keys and ${KEYS} random keys\n`)
+    `busiest shard / mean over ${KEYS} key:i keys and ${KEYS} random keys (takes 2-3 minutes)\n`)
   const rows: Array<Array<string | number>> = []
   for (const points of SWEEP_POINT_COUNTS) {
     const ratios: number[] = []

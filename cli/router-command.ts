@@ -1,8 +1,12 @@
-// `shardline router --config <file>`: runs one router process, prints its addresses, reloads
-// on SIGHUP or file change, and drains and exits on SIGTERM or SIGINT.
+// `shardline router --config <file>`: runs a router (or, with `workers: N`, N worker processes
+// sharing the data port), prints its addresses, reloads on SIGHUP or file change, drains on SIGTERM.
+import cluster from 'node:cluster'
+import { once } from 'node:events'
 import { parseArgs } from 'node:util'
+import { AggregatorRegistry } from 'prom-client'
 import { createLogger } from '../common/logger.ts'
 import { ConfigError } from '../common/validate.ts'
+import { loadRouterConfig } from '../router/config.ts'
 import { startRouter } from '../router/router-process.ts'
 import { installShutdown } from './shutdown.ts'
 
@@ -16,8 +20,40 @@ export async function runRouterCommand(argv: string[]): Promise<void> {
     return
   }
   if (!values.config) throw new ConfigError(`--config is required\n${ROUTER_USAGE}`)
-  const log = createLogger('router')
+  const { workers } = loadRouterConfig(values.config)
+  if (workers > 1 && cluster.isPrimary) return runPrimary(values.config, workers)
+  const log = createLogger(cluster.isWorker ? `router:${cluster.worker!.id}` : 'router')
+  if (cluster.isWorker) {
+    // A worker serves the data port (shared through node:cluster) and answers the primary's
+    // requests for its metrics; the primary serves the admin port.
+    const router = await startRouter(values.config, log, { data: true, admin: false })
+    // Constructing one installs prom-client's worker-side listener for the primary's requests.
+    new AggregatorRegistry()
+    AggregatorRegistry.setRegistries([router.metrics.registry])
+    installShutdown(log, () => router.close(4000))
+    return
+  }
   const router = await startRouter(values.config, log)
-  console.log(`shardline router ready: http://${router.data.address}:${router.data.port} admin http://${router.admin.address}:${router.admin.port}`)
+  console.log(`shardline router ready: http://${router.data!.address}:${router.data!.port} admin http://${router.admin!.address}:${router.admin!.port}`)
   installShutdown(log, () => router.close(4000))
+}
+
+// With workers: N processes share the data port (one per core); this one serves the admin port,
+// with /metrics summed over the workers, and stops them all on SIGTERM.
+async function runPrimary(configFile: string, workers: number): Promise<void> {
+  const log = createLogger('router')
+  const aggregator = new AggregatorRegistry()
+  const router = await startRouter(configFile, log, { data: false, admin: true, metricsText: () => aggregator.clusterMetrics() })
+  const forked = Array.from({ length: workers }, () => cluster.fork())
+  // Workers share one listening socket, so they all report the same (possibly picked) port.
+  const [[address]] = (await Promise.all(forked.map((worker) => once(worker, 'listening')))) as [[{ address: string; port: number }]]
+  console.log(`shardline router ready: http://${address.address}:${address.port} admin http://${router.admin!.address}:${router.admin!.port} (${workers} workers)`)
+  process.on('SIGHUP', () => forked.forEach((worker) => worker.process.kill('SIGHUP')))
+  installShutdown(log, async () => {
+    await Promise.all(forked.map(async (worker) => {
+      worker.process.kill('SIGTERM')
+      await once(worker, 'exit')
+    }))
+    await router.close(1000)
+  })
 }

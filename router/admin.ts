@@ -13,6 +13,8 @@ import type { ShardDestination } from './shard-destination.ts'
 export interface RouterAdminOptions {
   log: Logger
   metrics: RouterMetrics
+  /** With workers, /metrics serves every worker's metrics summed, not this process's own. */
+  metricsText?: () => Promise<string>
   tree(): RouteTree
   /** False until the first config is loaded, and again while shutting down. */
   started(): boolean
@@ -25,7 +27,7 @@ export async function createRouterAdmin(options: RouterAdminOptions) {
 
   app.get('/metrics', async (_request, reply) => {
     reply.type(metrics.registry.contentType)
-    return metrics.registry.metrics()
+    return options.metricsText ? options.metricsText() : metrics.registry.metrics()
   })
   app.get('/healthz', async () => ({ status: 'ok' }))
   app.get('/readyz', async (_request, reply) => {

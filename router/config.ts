@@ -107,7 +107,7 @@ const schema = {
       default: {},
       properties: {
         algorithm: { enum: ['ring'], default: 'ring' },
-        pointsPerShard: { type: 'integer', minimum: 1, maximum: 100000, default: 1024 },
+        pointsPerShard: { type: 'integer', minimum: 1, maximum: 100000, default: 8000 },
       },
     },
     health: {

@@ -12,9 +12,17 @@ import { createFront } from './front.ts'
 import { RouterMetrics } from './metrics.ts'
 import { RouteTree } from './route-tree.ts'
 
+/** What this process serves: a lone router does both; with workers, the primary serves admin. */
+export interface RouterRoles {
+  data: boolean
+  admin: boolean
+  metricsText?: () => Promise<string>
+}
+
 export interface RunningRouter {
-  data: AddressInfo
-  admin: AddressInfo
+  data: AddressInfo | null
+  admin: AddressInfo | null
+  metrics: RouterMetrics
   tree(): RouteTree
   /** Re-reads the config file; resolves true when the new config now serves. */
   reload(reason: string): boolean
@@ -23,7 +31,7 @@ export interface RunningRouter {
 
 const OLD_TREE_GRACE_MS = 10_000
 
-export async function startRouter(configFile: string, log: Logger): Promise<RunningRouter> {
+export async function startRouter(configFile: string, log: Logger, roles: RouterRoles = { data: true, admin: true }): Promise<RunningRouter> {
   let config: RouterConfig = loadRouterConfig(configFile)
   let loadedText = readFileSync(configFile, 'utf8')
   let generation = 1
@@ -63,10 +71,10 @@ export async function startRouter(configFile: string, log: Logger): Promise<Runn
   }
 
   const clock = new HybridLogicalClock()
-  const front = createFront({ log, maxValueBytes: config.limits.maxValueBytes, accessLog: config.accessLog, clock, metrics, tree })
-  const admin = await createRouterAdmin({ log, metrics, tree, started: () => started, reloads: () => ({ generation, lastError, loadedAt }) })
-  await front.listen({ host: config.listen.data.host, port: config.listen.data.port })
-  await admin.listen({ host: config.listen.admin.host, port: config.listen.admin.port })
+  const front = roles.data ? createFront({ log, maxValueBytes: config.limits.maxValueBytes, accessLog: config.accessLog, clock, metrics, tree }) : null
+  const admin = roles.admin ? await createRouterAdmin({ log, metrics, metricsText: roles.metricsText, tree, started: () => started, reloads: () => ({ generation, lastError, loadedAt }) }) : null
+  await front?.listen({ host: config.listen.data.host, port: config.listen.data.port })
+  await admin?.listen({ host: config.listen.admin.host, port: config.listen.admin.port })
   started = true
 
   // Watch the directory, not the file: a ConfigMap update swaps a symlink next to the file.
@@ -92,8 +100,9 @@ export async function startRouter(configFile: string, log: Logger): Promise<Runn
   process.on('SIGHUP', onHangup)
 
   return {
-    data: front.server.address() as AddressInfo,
-    admin: admin.server.address() as AddressInfo,
+    data: front ? (front.server.address() as AddressInfo) : null,
+    admin: admin ? (admin.server.address() as AddressInfo) : null,
+    metrics,
     tree,
     reload,
     async close(graceMs = 4000) {
@@ -102,7 +111,7 @@ export async function startRouter(configFile: string, log: Logger): Promise<Runn
       if (debounce) clearTimeout(debounce)
       process.off('SIGHUP', onHangup)
       // Stop accepting, let in-flight requests finish, then close shard connections.
-      await Promise.all([front.close(), admin.close()])
+      await Promise.all([front?.close(), admin?.close()])
       await current.close(graceMs)
     },
   }
