@@ -1,5 +1,5 @@
 // The router's admin HTTP server: /metrics, /healthz, /readyz, /admin/config (the route tree),
-// /admin/route/:key, /admin/shards, and /admin/shards/:name/* forwarded to that shard's admin.
+// /admin/route/:key, /admin/hotkeys, /admin/shards, and /admin/shards/:name/* forwarded to that shard's admin.
 import proxy from '@fastify/http-proxy'
 import { HttpError } from '../common/http-errors.ts'
 import { createHttpServer } from '../common/http-server.ts'
@@ -43,6 +43,14 @@ export async function createRouterAdmin(options: RouterAdminOptions) {
     const key = keyFromPath(request.params.key, options.tree().config.limits.maxKeyBytes)
     return { key: request.params.key, steps: options.tree().explain(key) }
   })
+  app.get('/admin/hotkeys', async () => ({
+    pools: Object.fromEntries(options.tree().hotKeyRoutes.map((route) => [route.pool, route.heavyHitters().map((hitter) => ({
+      key: Buffer.from(hitter.key, 'latin1').toString('utf8'),
+      ratePerSecond: Math.round(hitter.rate),
+      share: Number(hitter.share.toFixed(5)),
+      spread: hitter.hot,
+    }))])),
+  }))
   app.get('/admin/shards', async () => ({ destinations: options.tree().destinations.map(describeDestination) }))
 
   // /admin/shards/s0/stats -> s0's primary admin /stats; /admin/shards/s0.replica1/… -> its first replica.

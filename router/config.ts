@@ -20,11 +20,22 @@ export interface ShardConfig {
   replicas: DestinationConfig[]
 }
 
+export interface HotKeyConfig {
+  enabled: boolean
+  share: number
+  rate?: number
+  minRate: number
+  copies: number
+  copyTtlMs: number
+  counterShards: number
+  counterWindowMs: number
+}
+
 export interface RouterConfig {
   /** Where the config came from (shown in errors and /admin/config). */
   file: string
   listen: { data: Endpoint; admin: Endpoint }
-  pools: Record<string, { shards: ShardConfig[] }>
+  pools: Record<string, { shards: ShardConfig[]; hotKeys: HotKeyConfig }>
   routes: { prefix: string; pool: string }[]
   defaultPool: string
   hashing: { algorithm: 'ring'; pointsPerShard: number }
@@ -73,6 +84,21 @@ const schema = {
         additionalProperties: false,
         required: ['shards'],
         properties: {
+          hotKeys: {
+            type: 'object',
+            additionalProperties: false,
+            default: {},
+            properties: {
+              enabled: { type: 'boolean', default: true },
+              share: { type: 'number', exclusiveMinimum: 0, maximum: 1, default: 0.005 },
+              rate: { type: 'number', exclusiveMinimum: 0 },
+              minRate: { type: 'number', minimum: 0, default: 50 },
+              copies: { type: 'integer', minimum: 2, maximum: 64, default: 8 },
+              copyTtlMs: { type: 'integer', minimum: 10, default: 2000 },
+              counterShards: { type: 'integer', minimum: 1, maximum: 64, default: 8 },
+              counterWindowMs: { type: 'integer', minimum: 10, maximum: 100, default: 50 },
+            },
+          },
           shards: {
             type: 'array',
             minItems: 1,
@@ -151,7 +177,7 @@ const schema = {
 type RawDestination = string | { address: string; admin?: string }
 interface RawConfig {
   listen: { data: string; admin: string }
-  pools: Record<string, { shards: { name: string; primary: RawDestination; replicas: RawDestination[] }[] }>
+  pools: Record<string, { shards: { name: string; primary: RawDestination; replicas: RawDestination[] }[]; hotKeys: HotKeyConfig }>
   routes: { prefix: string; pool: string }[]
   defaultPool?: string
   hashing: RouterConfig['hashing']
@@ -203,6 +229,7 @@ export function parseRouterConfig(text: string, file: string): RouterConfig {
   for (const [poolName, pool] of Object.entries(raw.pools)) {
     const names = new Set<string>()
     pools[poolName] = {
+      hotKeys: pool.hotKeys,
       shards: pool.shards.map((shard, i) => {
         const path = ['pools', poolName, 'shards', String(i)]
         if (names.has(shard.name)) at([...path, 'name'], `duplicate shard name "${shard.name}" in pool ${poolName}`)

@@ -61,8 +61,28 @@ export function createFront(options: FrontOptions) {
   app.delete<{ Params: { key: string } }>('/:key', async (request) => {
     request.frontOp = 'delete'
     const tree = options.tree()
-    const result = await tree.route({ kind: 'delete', key: keyFromPath(request.params.key, tree.config.limits.maxKeyBytes) })
+    const result = await tree.route({ kind: 'delete', key: keyFromPath(request.params.key, tree.config.limits.maxKeyBytes), version: clock.next() })
     return { deleted: result.kind === 'delete' && result.deleted }
+  })
+
+  // Counters: POST /:key/incr {"by": n} adds (a hot counter's increments are batched over
+  // sub-counters); GET /:key/counter reads the exact total. The second path segment is literal,
+  // so no key (whose "/" would be percent-encoded) reaches these routes.
+  app.post<{ Params: { key: string }; Body: { by?: number } }>('/:key/incr', {
+    schema: { body: { type: 'object', additionalProperties: false, properties: { by: { type: 'integer', minimum: -(2 ** 53 - 1), maximum: 2 ** 53 - 1 } } } },
+  }, async (request) => {
+    request.frontOp = 'incr'
+    const tree = options.tree()
+    const result = await tree.route({ kind: 'incr', key: keyFromPath(request.params.key, tree.config.limits.maxKeyBytes), by: request.body?.by ?? 1 })
+    // A batched increment's new total is not known without reading every sub-counter.
+    return result.kind === 'incr' && result.value !== null ? { value: result.value } : { acknowledged: true }
+  })
+
+  app.get<{ Params: { key: string } }>('/:key/counter', async (request) => {
+    request.frontOp = 'counter'
+    const tree = options.tree()
+    const result = await tree.route({ kind: 'counter', key: keyFromPath(request.params.key, tree.config.limits.maxKeyBytes) })
+    return { value: result.kind === 'counter' ? result.value : 0 }
   })
 
   app.post<{ Body: { ops: BatchItem[] } }>(BATCH_PATH, {
@@ -107,7 +127,7 @@ export function createFront(options: FrontOptions) {
     const key = keyFromPath(item.key, limits.maxKeyBytes)
     if (item.op === 'get' || item.op === 'delete') {
       if (item.value !== undefined || item.ttl !== undefined) throw new HttpError(400, 'invalid_request', `${item.op} takes no value or ttl`)
-      return { kind: item.op, key }
+      return item.op === 'get' ? { kind: 'get', key } : { kind: 'delete', key, version: clock.next() }
     }
     if (!('value' in item)) throw new HttpError(400, 'invalid_request', 'set needs a value')
     const encoded = encodeJsonValue(item.value)
@@ -133,6 +153,8 @@ function renderResult(result: OpResult): string {
       return `{"stored":${result.stored}}`
     case 'delete':
       return `{"deleted":${result.deleted}}`
+    default:
+      throw new Error(`a batch has no ${result.kind} ops`)
   }
 }
 

@@ -4,7 +4,14 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import { LATENCY_BUCKETS_SECONDS } from '../common/metric-helpers.ts'
 import type { ShardDestination } from './shard-destination.ts'
 
-export type FrontOp = 'get' | 'set' | 'delete' | 'batch'
+export type FrontOp = 'get' | 'set' | 'delete' | 'batch' | 'incr' | 'counter'
+
+/** What the hot-key route reports, kept to pre-bound instruments on its request path. */
+export interface HotKeyMetrics {
+  copyRead(outcome: 'hit' | 'miss' | 'stale'): void
+  copyFill(): void
+  counterBatch(size: number): void
+}
 
 export class RouterMetrics {
   readonly registry = new Registry()
@@ -14,7 +21,9 @@ export class RouterMetrics {
   private readonly duration: Histogram<'op'>
   private readonly durationByOp = new Map<FrontOp, { observe(seconds: number): void }>()
 
-  constructor(destinations: () => readonly ShardDestination[], generation: () => number) {
+  readonly hotKeys: HotKeyMetrics
+
+  constructor(destinations: () => readonly ShardDestination[], generation: () => number, hotKeyCount: () => number = () => 0) {
     collectDefaultMetrics({ register: this.registry })
     const registers = [this.registry]
     this.requests = new Counter({ name: 'shardline_router_requests_total', help: 'HTTP requests on the data port, by op and HTTP status.', labelNames: ['op', 'code'], registers })
@@ -33,6 +42,16 @@ export class RouterMetrics {
           for (const d of destinations()) this.set({ pool: d.id.pool, shard: d.id.shard, role: d.id.role, address: d.address }, read(d))
         },
       })
+    new Gauge({ name: 'shardline_router_hot_keys', help: 'Keys this router currently treats as hot (reads spread over copies).', registers, collect() { this.set(hotKeyCount()) } })
+    const copyReads = new Counter({ name: 'shardline_router_hot_copy_reads_total', help: 'Reads of hot-key copies, by outcome: hit, miss (filled from the base key), stale (older than this router\'s own write).', labelNames: ['outcome'], registers })
+    const copyFills = new Counter({ name: 'shardline_router_hot_copy_fills_total', help: 'Hot-key copies filled from their base key.', registers })
+    const batches = new Histogram({ name: 'shardline_router_counter_batch_size', help: 'Increments carried by one batched write to a hot counter.', buckets: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000], registers })
+    const byOutcome = { hit: copyReads.labels('hit'), miss: copyReads.labels('miss'), stale: copyReads.labels('stale') }
+    this.hotKeys = {
+      copyRead: (outcome) => byOutcome[outcome].inc(),
+      copyFill: () => copyFills.inc(),
+      counterBatch: (size) => batches.observe(size),
+    }
     perDestination('shardline_router_destination_connections', 'Open connections to the destination.', (d) => d.connected)
     perDestination('shardline_router_destination_in_flight', 'Commands sent to the destination awaiting a reply.', (d) => d.inFlight)
     perDestination('shardline_router_destination_queued', 'Commands waiting to be written to the destination.', (d) => d.queued)

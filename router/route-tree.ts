@@ -1,9 +1,11 @@
-// Builds the route tree a config describes (prefix -> pool -> failover -> destinations) with
+// Builds the route tree a config describes (prefix -> hot keys -> pool -> failover -> destinations) with
 // its own connections and health monitor, counts ops in flight, and closes once drained.
 import type { Logger } from '../common/logger.ts'
 import type { RouterConfig } from './config.ts'
 import { HealthMonitor } from './health-monitor.ts'
+import type { HotKeyMetrics } from './metrics.ts'
 import { FailoverRoute } from './routes/failover-route.ts'
+import { HotKeyRoute } from './routes/hot-key-route.ts'
 import { PoolRoute } from './routes/pool-route.ts'
 import { PrefixRoute } from './routes/prefix-route.ts'
 import type { Op, OpResult, Route, RouteStep } from './routes/route.ts'
@@ -13,12 +15,13 @@ export class RouteTree {
   readonly config: RouterConfig
   readonly generation: number
   readonly destinations: readonly ShardDestination[]
+  readonly hotKeyRoutes: HotKeyRoute[] = []
   private readonly root: Route
   private readonly health: HealthMonitor
   private active = 0
   private drained: (() => void) | null = null
 
-  constructor(config: RouterConfig, generation: number, log: Logger, onKnockout: (destination: ShardDestination) => void) {
+  constructor(config: RouterConfig, generation: number, log: Logger, onKnockout: (destination: ShardDestination) => void, hotKeyMetrics: HotKeyMetrics) {
     this.config = config
     this.generation = generation
     const destinations: ShardDestination[] = []
@@ -37,7 +40,9 @@ export class RouteTree {
         destinations.push(...chain)
         shards.set(shard.name, new FailoverRoute(shard.name, chain))
       }
-      pools.set(poolName, new PoolRoute(poolName, shards, config.hashing.pointsPerShard))
+      const hotKeys = new HotKeyRoute(poolName, new PoolRoute(poolName, shards, config.hashing.pointsPerShard), pool.hotKeys, hotKeyMetrics)
+      this.hotKeyRoutes.push(hotKeys)
+      pools.set(poolName, hotKeys)
     }
     this.destinations = destinations
     // Keys are compared as their UTF-8 bytes (latin1 strings), so prefixes are too.

@@ -39,9 +39,9 @@ export async function startRouter(configFile: string, log: Logger, roles: Router
   let loadedAt = new Date().toISOString()
   let started = false
   let current: RouteTree
-  const metrics = new RouterMetrics(() => current.destinations, () => generation)
+  const metrics = new RouterMetrics(() => current.destinations, () => generation, () => current.hotKeyRoutes.reduce((sum, route) => sum + route.heavyHitters().filter((h) => h.hot).length, 0))
   const onKnockout = (d: { id: { pool: string; shard: string; role: string } }) => metrics.knockouts.inc({ pool: d.id.pool, shard: d.id.shard, role: d.id.role })
-  current = new RouteTree(config, generation, log, onKnockout)
+  current = new RouteTree(config, generation, log, onKnockout, metrics.hotKeys)
   const tree = () => current
 
   const reload = (reason: string): boolean => {
@@ -60,7 +60,7 @@ export async function startRouter(configFile: string, log: Logger, roles: Router
     const previous = current
     config = next
     generation++
-    current = new RouteTree(next, generation, log, onKnockout)
+    current = new RouteTree(next, generation, log, onKnockout, metrics.hotKeys)
     lastError = null
     loadedAt = new Date().toISOString()
     metrics.reloads.inc({ outcome: 'success' })

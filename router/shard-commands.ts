@@ -11,7 +11,7 @@ export async function runOnDestination(destination: ShardDestination, op: Op): P
       const reply = check(destination, await destination.send(['SL.GETV', op.key]))
       if (reply === null) return { kind: 'get', found: false }
       if (!Array.isArray(reply) || !Buffer.isBuffer(reply[0])) throw unexpected(destination, reply)
-      return { kind: 'get', found: true, value: reply[0], flags: Number(reply[2]) }
+      return { kind: 'get', found: true, value: reply[0], version: Number(reply[1]), flags: Number(reply[2]), ttlMs: Number(reply[3]) }
     }
     case 'set': {
       const args = ['SL.SETV', op.key, op.value, String(op.version), 'FLAGS', String(op.flags)]
@@ -23,6 +23,18 @@ export async function runOnDestination(destination: ShardDestination, op: Op): P
     case 'delete': {
       const reply = check(destination, await destination.send(['DEL', op.key]))
       return { kind: 'delete', deleted: reply === 1 }
+    }
+    case 'incr': {
+      const reply = check(destination, await destination.send(['INCRBY', op.key, String(op.by)]))
+      if (typeof reply !== 'number') throw unexpected(destination, reply)
+      return { kind: 'incr', value: reply }
+    }
+    case 'counter': {
+      const reply = check(destination, await destination.send(['GET', op.key]))
+      if (reply !== null && !Buffer.isBuffer(reply)) throw unexpected(destination, reply)
+      const value = reply === null ? 0 : Number(reply.toString('latin1'))
+      if (!Number.isSafeInteger(value)) throw new ShardErrorReply(destination.name, `${JSON.stringify(reply?.toString('latin1'))} is not a counter`)
+      return { kind: 'counter', value }
     }
   }
 }

@@ -36,7 +36,7 @@ const schema = {
       additionalProperties: false,
       default: {},
       properties: {
-        maxKeyBytes: { type: 'integer', minimum: 1, maximum: 65536, default: 250 },
+        maxKeyBytes: { type: 'integer', minimum: 1, maximum: 65536, default: 256 },
         maxValueBytes: { type: 'integer', minimum: 1, maximum: 512 * 1024 * 1024, default: 1024 * 1024 },
         maxArrayLength: { type: 'integer', minimum: 3, default: 1024 * 1024 },
         maxOutputBufferBytes: { type: 'integer', minimum: 1024, default: 64 * 1024 * 1024 },

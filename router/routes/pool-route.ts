@@ -18,6 +18,16 @@ export class PoolRoute implements Route {
     return this.shards.get(this.ring.lookup(op.key))!.route(op)
   }
 
+  /** The first count distinct shards clockwise from key: where its hot copies live. */
+  distinctShards(key: string, count: number): string[] {
+    return this.ring.lookupDistinct(key, count)
+  }
+
+  /** Sends an op for a derived key (a copy, a sub-counter) to the shard chosen for it. */
+  routeToShard(shard: string, op: Op): Promise<OpResult> {
+    return this.shards.get(shard)!.route(op)
+  }
+
   explain(key: string): RouteStep[] {
     const shard = this.ring.lookup(key)
     return [{ route: `pool ${this.pool}`, decision: `shard ${shard}`, why: `hash ring over ${this.shards.size} shard names` }, ...this.shards.get(shard)!.explain(key)]

@@ -4,13 +4,19 @@
 export type Op =
   | { kind: 'get'; key: string }
   | { kind: 'set'; key: string; value: Buffer; flags: number; ttlMs?: number; version: number }
-  | { kind: 'delete'; key: string }
+  | { kind: 'delete'; key: string; version: number }
+  | { kind: 'incr'; key: string; by: number }
+  /** The exact value of a counter: its key plus every sub-counter a hot counter was split into. */
+  | { kind: 'counter'; key: string }
 
 export type OpResult =
   | { kind: 'get'; found: false }
-  | { kind: 'get'; found: true; value: Buffer; flags: number }
+  /** ttlMs is the remaining TTL, -1 when the entry never expires. */
+  | { kind: 'get'; found: true; value: Buffer; flags: number; version: number; ttlMs: number }
   | { kind: 'set'; stored: boolean }
   | { kind: 'delete'; deleted: boolean }
+  | { kind: 'incr'; value: number | null }
+  | { kind: 'counter'; value: number }
 
 /** One step of a key's way through the tree, for /admin/route/:key. */
 export interface RouteStep {

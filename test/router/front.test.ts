@@ -21,7 +21,7 @@ const tree = {
     }
     if (op.kind === 'delete') return { kind: 'delete', deleted: stored.delete(op.key) }
     const entry = stored.get(op.key)
-    return entry ? { kind: 'get', found: true, ...entry } : { kind: 'get', found: false }
+    return entry ? { kind: 'get', found: true, version: 1, ttlMs: -1, ...entry } : { kind: 'get', found: false }
   },
 } as unknown as RouteTree
 
