@@ -90,6 +90,7 @@ function toYamlConfig(config: ReturnType<typeof loadRouterConfig>): unknown {
   return {
     listen: { data: formatEndpoint(config.listen.data), admin: formatEndpoint(config.listen.admin) },
     pools: Object.fromEntries(Object.entries(config.pools).map(([name, pool]) => [name, {
+      hotKeys: pool.hotKeys,
       shards: pool.shards.map((shard) => ({ name: shard.name, primary: destination(shard.primary), replicas: shard.replicas.map(destination) })),
     }])),
     routes: config.routes,

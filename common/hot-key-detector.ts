@@ -73,9 +73,11 @@ export class HotKeyDetector {
     return (count >= this.minCount && count >= this.options.share * SHARE_SLACK * this.total) || count >= this.rateCount
   }
 
-  /** The heaviest keys seen lately, heaviest first. */
-  heavyHitters(): HeavyHitter[] {
-    const perRate = countPerRate(this.options.decayMs)
+  /** The heaviest keys seen lately, heaviest first, with rates estimated as of now (ms). */
+  heavyHitters(now: number): HeavyHitter[] {
+    // In the steady state a count is rate × decayMs just after a halving and grows with the
+    // time since: rate × (decayMs + elapsed).
+    const perRate = (this.options.decayMs + Math.min(now - this.lastDecay, this.options.decayMs)) / 1000
     return [...this.top.keys()]
       .map((key) => {
         const count = this.sketch.estimate(key)

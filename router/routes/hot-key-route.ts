@@ -80,7 +80,7 @@ export class HotKeyRoute implements Route {
   }
 
   heavyHitters(): HeavyHitter[] {
-    return this.detector.heavyHitters()
+    return this.detector.heavyHitters(Date.now())
   }
 
   explain(key: string): RouteStep[] {
