@@ -86,8 +86,15 @@ export class HotKeyDetector {
       .sort((a, b) => b.rate - a.rate)
   }
 
+  // Space-Saving-style table of the heaviest keys. The minimum is recomputed only when it may
+  // have changed (the minimum entry grew, or one was evicted), not on every request.
   private remember(key: string, count: number): void {
+    const previous = this.top.get(key)
     this.top.set(key, count)
+    if (previous !== undefined) {
+      if (previous <= this.topMinimum && this.top.size >= this.options.topK) this.topMinimum = this.minimumOfTop()
+      return
+    }
     if (this.top.size > this.options.topK) {
       let minimumKey = key
       let minimum = Infinity
@@ -99,7 +106,13 @@ export class HotKeyDetector {
       }
       this.top.delete(minimumKey)
     }
-    if (this.top.size >= this.options.topK) this.topMinimum = Math.min(...this.top.values())
+    if (this.top.size >= this.options.topK) this.topMinimum = this.minimumOfTop()
+  }
+
+  private minimumOfTop(): number {
+    let minimum = Infinity
+    for (const count of this.top.values()) if (count < minimum) minimum = count
+    return minimum
   }
 
   private decay(now: number): void {
