@@ -44,7 +44,8 @@ export class HotKeyDetector {
   /** Decayed counts at or above which minRate and rate are met. */
   private readonly minCount: number
   private readonly rateCount: number
-  private readonly top = new Map<string, number>()
+  /** The heaviest keys and their counts as last seen (a holder object: one map lookup a request). */
+  private readonly top = new Map<string, { count: number }>()
   private topMinimum = 0
 
   constructor(options: HotKeyDetectorOptions, now: number) {
@@ -60,7 +61,14 @@ export class HotKeyDetector {
     if (now - this.lastDecay >= this.options.decayMs) this.decay(now)
     this.total++
     const count = this.sketch.increment(key)
-    if (count > this.topMinimum || this.top.has(key)) this.remember(key, count)
+    const entry = this.top.get(key)
+    if (entry !== undefined) {
+      const previous = entry.count
+      entry.count = count
+      if (previous <= this.topMinimum && this.top.size >= this.options.topK) this.topMinimum = this.minimumOfTop()
+    } else if (count > this.topMinimum) {
+      this.admit(key, count)
+    }
     return this.isHotCount(count)
   }
 
@@ -86,21 +94,16 @@ export class HotKeyDetector {
       .sort((a, b) => b.rate - a.rate)
   }
 
-  // Space-Saving-style table of the heaviest keys. The minimum is recomputed only when it may
-  // have changed (the minimum entry grew, or one was evicted), not on every request.
-  private remember(key: string, count: number): void {
-    const previous = this.top.get(key)
-    this.top.set(key, count)
-    if (previous !== undefined) {
-      if (previous <= this.topMinimum && this.top.size >= this.options.topK) this.topMinimum = this.minimumOfTop()
-      return
-    }
+  // Space-Saving-style table of the heaviest keys: a newcomer heavier than the lightest entry
+  // takes its place. The minimum is recomputed only when it may have changed.
+  private admit(key: string, count: number): void {
+    this.top.set(key, { count })
     if (this.top.size > this.options.topK) {
       let minimumKey = key
       let minimum = Infinity
-      for (const [candidate, candidateCount] of this.top) {
-        if (candidateCount < minimum) {
-          minimum = candidateCount
+      for (const [candidate, entry] of this.top) {
+        if (entry.count < minimum) {
+          minimum = entry.count
           minimumKey = candidate
         }
       }
@@ -111,7 +114,7 @@ export class HotKeyDetector {
 
   private minimumOfTop(): number {
     let minimum = Infinity
-    for (const count of this.top.values()) if (count < minimum) minimum = count
+    for (const entry of this.top.values()) if (entry.count < minimum) minimum = entry.count
     return minimum
   }
 
@@ -121,7 +124,7 @@ export class HotKeyDetector {
     for (let i = 0; i < Math.min(periods, 16); i++) this.sketch.halve()
     const factor = 2 ** -Math.min(periods, 16)
     this.total *= factor
-    for (const [key, count] of this.top) this.top.set(key, count * factor)
+    for (const entry of this.top.values()) entry.count *= factor
     this.topMinimum *= factor
   }
 }
