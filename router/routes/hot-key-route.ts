@@ -4,20 +4,10 @@
 import { LRUCache } from 'lru-cache'
 import { HotKeyDetector, type HeavyHitter } from '../../common/hot-key-detector.ts'
 import { CounterBatcher } from '../counter-batcher.ts'
+import type { HotKeyConfig } from '../config.ts'
 import type { HotKeyMetrics } from '../metrics.ts'
 import type { PoolRoute } from './pool-route.ts'
 import type { Op, OpResult, Route, RouteStep } from './route.ts'
-
-export interface HotKeySettings {
-  enabled: boolean
-  share: number
-  rate?: number
-  minRate: number
-  copies: number
-  copyTtlMs: number
-  counterShards: number
-  counterWindowMs: number
-}
 
 /**
  * Derived keys end in NUL plus a tag: the router refuses keys with control characters, so no
@@ -32,7 +22,7 @@ export const FLAG_DELETED_COPY = 0x40000000
 export class HotKeyRoute implements Route {
   readonly pool: string
   readonly detector: HotKeyDetector
-  private readonly settings: HotKeySettings
+  private readonly settings: HotKeyConfig
   private readonly next: PoolRoute
   private readonly metrics: HotKeyMetrics
   /** Copy fills in flight, one per copy key (singleflight). */
@@ -43,7 +33,7 @@ export class HotKeyRoute implements Route {
   /** Which sub-counter each hot counter's next batch goes to (round robin). */
   private readonly counterTurn = new LRUCache<string, number>({ max: 10_000 })
 
-  constructor(pool: string, next: PoolRoute, settings: HotKeySettings, metrics: HotKeyMetrics) {
+  constructor(pool: string, next: PoolRoute, settings: HotKeyConfig, metrics: HotKeyMetrics) {
     this.pool = pool
     this.next = next
     this.settings = settings
