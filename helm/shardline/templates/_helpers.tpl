@@ -1,0 +1,115 @@
+{{- /*
+helm/shardline/templates/_helpers.tpl: names, labels, the image, shard pod addresses, shard memory,
+and the router's config (scripts/render-router-config.ts renders the same config outside Helm).
+*/ -}}
+
+{{- define "shardline.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "shardline.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "shardline.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "shardline.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "shardline.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "shardline.labels" -}}
+helm.sh/chart: {{ include "shardline.chart" . }}
+{{ include "shardline.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end -}}
+
+{{- define "shardline.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+
+{{- define "shardline.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "shardline.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- /* The shards' headless Service: it gives every shard pod a stable DNS name. */ -}}
+{{- define "shardline.shardService" -}}
+{{- printf "%s-shards" (include "shardline.fullname" .) -}}
+{{- end -}}
+
+{{- /* One shard's StatefulSet: dict "root" $ "pool" name "index" i. Pods are <name>-0 (primary), -1.. */ -}}
+{{- define "shardline.shardSetName" -}}
+{{- $name := printf "%s-%s-s%d" (include "shardline.fullname" .root) .pool (int .index) -}}
+{{- if gt (len $name) 52 -}}
+{{- fail (printf "shard StatefulSet name %s is longer than 52 characters: shorten the release name, fullnameOverride or the pool's name" $name) -}}
+{{- end -}}
+{{- $name -}}
+{{- end -}}
+
+{{- /* A shard pod's DNS name: dict "root" $ "pool" name "index" i "ordinal" n. */ -}}
+{{- define "shardline.shardHost" -}}
+{{- printf "%s-%d.%s.%s.svc.%s" (include "shardline.shardSetName" .) (int .ordinal) (include "shardline.shardService" .root) .root.Release.Namespace .root.Values.clusterDomain -}}
+{{- end -}}
+
+{{- /* Pod memory from the budget (common/capacity.ts has the same math): dict "pool" $pool "root" $. */ -}}
+{{- define "shardline.shardMemoryRequest" -}}
+{{- add (int .pool.maxMemoryMiB) (int .root.Values.shard.memoryBaseMiB) -}}Mi
+{{- end -}}
+{{- define "shardline.shardMemoryLimit" -}}
+{{- add (div (mul (int .pool.maxMemoryMiB) 11) 10) 1 128 (int .root.Values.shard.memoryBaseMiB) -}}Mi
+{{- end -}}
+
+{{- /*
+The router's config: every pool's shards with their primary (ordinal 0) and replicas (1..) and its
+hot-key settings, the routes, listen addresses, workers, then router.config and router.extraConfig merged over it.
+*/ -}}
+{{- define "shardline.routerConfig" -}}
+{{- $root := . -}}
+{{- $pools := dict -}}
+{{- range $poolName, $pool := .Values.pools -}}
+{{- $shards := list -}}
+{{- range $i := until (int $pool.shards) -}}
+{{- $destinations := list -}}
+{{- range $ordinal := until (int (add 1 $pool.replicasPerShard)) -}}
+{{- $host := include "shardline.shardHost" (dict "root" $root "pool" $poolName "index" $i "ordinal" $ordinal) -}}
+{{- $destinations = append $destinations (dict "address" (printf "%s:%d" $host (int $root.Values.shard.port)) "admin" (printf "%s:%d" $host (int $root.Values.shard.adminPort))) -}}
+{{- end -}}
+{{- $shards = append $shards (dict "name" (printf "s%d" $i) "primary" (first $destinations) "replicas" (rest $destinations)) -}}
+{{- end -}}
+{{- $poolConfig := dict "shards" $shards -}}
+{{- if hasKey $pool "hotKeys" -}}
+{{- $_ := set $poolConfig "hotKeys" (deepCopy $pool.hotKeys) -}}
+{{- end -}}
+{{- $_ := set $pools $poolName $poolConfig -}}
+{{- end -}}
+{{- $listen := dict "data" (printf "0.0.0.0:%d" (int .Values.router.port)) "admin" (printf "0.0.0.0:%d" (int .Values.router.adminPort)) -}}
+{{- $config := dict "listen" $listen "pools" $pools "routes" .Values.routes "defaultPool" .Values.defaultPool "workers" (int .Values.router.workers) -}}
+{{- $config = mustMergeOverwrite $config (deepCopy .Values.router.config) -}}
+{{- $config = mustMergeOverwrite $config (deepCopy .Values.router.extraConfig) -}}
+{{- toYaml $config -}}
+{{- end -}}
+
+{{- /* prometheus.io annotations for annotation-based scraping: the admin port's /metrics. */ -}}
+{{- define "shardline.scrapeAnnotations" -}}
+{{- if .root.Values.metrics.podAnnotations -}}
+prometheus.io/scrape: "true"
+prometheus.io/port: {{ .port | quote }}
+prometheus.io/path: /metrics
+{{- end -}}
+{{- end -}}

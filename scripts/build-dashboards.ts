@@ -1,0 +1,186 @@
+// scripts/build-dashboards.ts: the Grafana dashboards helm/shardline ships (dashboards/*.json), defined
+// here as panels and PromQL and written as JSON. `npx node scripts/build-dashboards.ts` rewrites them.
+//
+// Replication lag has no metric yet: its panel comes with the replication issue.
+import { writeFileSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
+
+export const DASHBOARD_DIR = fileURLToPath(new URL('../helm/shardline/dashboards/', import.meta.url))
+
+interface Target {
+  expr: string
+  legend: string
+}
+interface PanelSpec {
+  title: string
+  description: string
+  unit: string
+  targets: Target[]
+  kind?: 'timeseries' | 'stat'
+  /** Grid width (24 = the whole row). */
+  width?: number
+}
+interface DashboardSpec {
+  uid: string
+  file: string
+  title: string
+  description: string
+  panels: PanelSpec[]
+}
+
+const RATE = '$__rate_interval'
+const rate = (metric: string, by = '', selector = '') => `sum${by ? ` by (${by})` : ''} (rate(${metric}${selector}[${RATE}]))`
+const hitRatio = (by = '') => `${rate('shardline_shard_keyspace_hits_total', by)} / (${rate('shardline_shard_keyspace_hits_total', by)} + ${rate('shardline_shard_keyspace_misses_total', by)})`
+const quantile = (q: number, histogram: string, by: string) => `histogram_quantile(${q}, sum by (${by}) (rate(${histogram}_bucket[${RATE}])))`
+/** Router processes' own series: routers are the targets that export the config generation. */
+const routersOnly = (expr: string) => `${expr} and on (instance, job) shardline_router_config_generation`
+
+export const DASHBOARDS: DashboardSpec[] = [
+  {
+    uid: 'shardline-overview',
+    file: 'overview.json',
+    title: 'shardline / overview',
+    description: 'The cache as its clients see it: requests, hit ratio, latency and errors at the routers, fill and health at the shards.',
+    panels: [
+      { title: 'Requests/s', kind: 'stat', width: 6, unit: 'reqps', description: 'HTTP requests on the routers\' data ports.', targets: [{ expr: rate('shardline_router_requests_total'), legend: 'requests/s' }] },
+      { title: 'Hit ratio', kind: 'stat', width: 6, unit: 'percentunit', description: 'Reads that found a live key, over all reads, at the shards (the seed\'s hit/miss ratio).', targets: [{ expr: hitRatio(), legend: 'hit ratio' }] },
+      { title: 'Cache fill', kind: 'stat', width: 6, unit: 'percentunit', description: 'Bytes charged over the shards\' budgets. Near 100% the cache evicts to take writes (normal for a cache: watch evictions and the hit ratio).', targets: [{ expr: 'sum(shardline_shard_stored_bytes) / sum(shardline_shard_memory_budget_bytes)', legend: 'fill' }] },
+      { title: 'Destinations knocked out', kind: 'stat', width: 6, unit: 'none', description: 'Shard processes the routers have knocked out (TKO) for failing health checks. Above 0 a shard runs on its replicas; every copy out = 503s for its keys.', targets: [{ expr: 'sum(max by (pool, shard, role, address) (shardline_router_destination_knocked_out))', legend: 'knocked out' }] },
+      { title: 'Requests/s by op', unit: 'reqps', description: 'get, set, delete and batch requests at the routers.', targets: [{ expr: rate('shardline_router_requests_total', 'op'), legend: '{{op}}' }] },
+      { title: 'Hits and misses/s', unit: 'ops', description: 'Shard reads that found a key (hits) and that did not (misses).', targets: [{ expr: rate('shardline_shard_keyspace_hits_total'), legend: 'hits' }, { expr: rate('shardline_shard_keyspace_misses_total'), legend: 'misses' }] },
+      { title: 'Latency p50 / p95 / p99', unit: 's', description: 'Router request latency, parse to reply, all ops (the seed\'s target: < 10 ms).', targets: [0.5, 0.95, 0.99].map((q) => ({ expr: quantile(q, 'shardline_router_request_duration_seconds', 'le'), legend: `p${q * 100}` })) },
+      { title: 'Latency p99 by op', unit: 's', description: 'Router request latency p99 per op.', targets: [{ expr: quantile(0.99, 'shardline_router_request_duration_seconds', 'le, op'), legend: '{{op}}' }] },
+      { title: 'Errors/s by code', unit: 'reqps', description: 'Responses other than 2xx and 404 (a miss): 400 bad input, 413 too large, 503 no healthy destination or queue full, 504 shard timeout, 502 shard error.', targets: [{ expr: rate('shardline_router_requests_total', 'code', '{code!~"2..|404"}'), legend: '{{code}}' }] },
+      { title: 'Responses/s by code', unit: 'reqps', description: 'Every response by HTTP status.', targets: [{ expr: rate('shardline_router_requests_total', 'code'), legend: '{{code}}' }] },
+    ],
+  },
+  {
+    uid: 'shardline-shards',
+    file: 'shards.json',
+    title: 'shardline / shards',
+    description: 'Each shard process: memory against its budget, items, evictions, expirations, commands. (Replication lag comes with replication.)',
+    panels: [
+      {
+        title: 'Memory per shard: RSS, budget, charged bytes',
+        width: 24,
+        unit: 'bytes',
+        description: 'RSS of each shard process (the memory per node), its budget (--max-memory) and the bytes charged against it. RSS stays within budget + 160 MiB: the pod\'s memory request.',
+        targets: [
+          { expr: 'process_resident_memory_bytes{shard!=""}', legend: '{{shard}} RSS' },
+          { expr: 'shardline_shard_memory_budget_bytes', legend: '{{shard}} budget' },
+          { expr: 'shardline_shard_stored_bytes', legend: '{{shard}} charged' },
+        ],
+      },
+      { title: 'RSS above budget', unit: 'bytes', description: 'RSS minus the budget: the process\'s base. Measured within 160 MiB; well above it, the pod nears its memory limit.', targets: [{ expr: 'process_resident_memory_bytes{shard!=""} - on (instance, job, shard) shardline_shard_memory_budget_bytes', legend: '{{shard}}' }] },
+      { title: 'Budget used', unit: 'percentunit', description: 'Charged bytes over the budget per shard.', targets: [{ expr: 'shardline_shard_stored_bytes / shardline_shard_memory_budget_bytes', legend: '{{shard}}' }] },
+      { title: 'Items', unit: 'short', description: 'Live entries per shard.', targets: [{ expr: 'shardline_shard_items', legend: '{{shard}}' }] },
+      { title: 'Evictions/s', unit: 'ops', description: 'Entries evicted to stay within the budget. Steady evictions with a falling hit ratio: the cache is too small (shardline plan).', targets: [{ expr: rate('shardline_shard_evictions_total', 'shard'), legend: '{{shard}}' }] },
+      { title: 'Expirations/s', unit: 'ops', description: 'Entries removed because their TTL passed: found expired on a read, or by the background sweep.', targets: [{ expr: rate('shardline_shard_expirations_total', 'shard, reason'), legend: '{{shard}} {{reason}}' }] },
+      { title: 'Hit ratio per shard', unit: 'percentunit', description: 'Hits over reads per shard: one shard far below the rest holds keys that are written and never read back, or misses a failover\'s data.', targets: [{ expr: hitRatio('shard'), legend: '{{shard}}' }] },
+      { title: 'Commands/s', unit: 'ops', description: 'RESP commands the shards processed, by command.', targets: [{ expr: rate('shardline_shard_commands_total', 'command'), legend: '{{command}}' }] },
+      { title: 'Command errors/s', unit: 'ops', description: 'Commands answered with an error (unknown command, wrong arity, over-limit key or value), by shard and command.', targets: [{ expr: rate('shardline_shard_commands_total', 'shard, command', '{outcome="error"}'), legend: '{{shard}} {{command}}' }] },
+      { title: 'Command latency p99', unit: 's', description: 'Time to execute a command inside the shard, p99 by command.', targets: [{ expr: quantile(0.99, 'shardline_shard_command_duration_seconds', 'le, command'), legend: '{{command}}' }] },
+      { title: 'Connections', unit: 'short', description: 'Open RESP connections per shard (routers keep a few each).', targets: [{ expr: 'shardline_shard_connections', legend: '{{shard}}' }] },
+      { title: 'Connections dropped/s', unit: 'ops', description: 'Connections the shard closed: a client with too many unread replies (output_buffer) or a malformed frame (protocol_error).', targets: [{ expr: rate('shardline_shard_connections_dropped_total', 'shard, reason'), legend: '{{shard}} {{reason}}' }] },
+      { title: 'Admissions rejected/s', unit: 'ops', description: 'New entries the lfu policy refused as rarer than the eviction victim (0 with lru and fifo).', targets: [{ expr: rate('shardline_shard_admissions_rejected_total', 'shard'), legend: '{{shard}}' }] },
+      { title: 'Event loop lag p99', unit: 's', description: 'How late the shard\'s event loop runs: every command waits this long.', targets: [{ expr: 'nodejs_eventloop_lag_p99_seconds{shard!=""}', legend: '{{shard}}' }] },
+    ],
+  },
+  {
+    uid: 'shardline-routers',
+    file: 'routers.json',
+    title: 'shardline / routers',
+    description: 'The routers: connection-pool saturation and health per shard destination, knock-outs, config reloads, the processes.',
+    panels: [
+      { title: 'Pool saturation: queued commands', unit: 'short', description: 'Commands waiting to be written to each destination (the worst router). At connections.maxQueue (8192) the router answers 503 queue_full.', targets: [{ expr: 'max by (pool, shard, role) (shardline_router_destination_queued)', legend: '{{pool}}/{{shard}} {{role}}' }] },
+      { title: 'Pool saturation: in flight', unit: 'short', description: 'Commands sent to each destination awaiting a reply, over all routers.', targets: [{ expr: 'sum by (pool, shard, role) (shardline_router_destination_in_flight)', legend: '{{pool}}/{{shard}} {{role}}' }] },
+      { title: 'Open connections per destination', unit: 'short', description: 'Connections the routers hold to each shard process (connections.perDestination per router when healthy).', targets: [{ expr: 'sum by (pool, shard, role) (shardline_router_destination_connections)', legend: '{{pool}}/{{shard}} {{role}}' }] },
+      { title: 'Knocked-out destinations', unit: 'none', description: '1 while a destination is knocked out (TKO) by any router; its shard is served by the next copy.', targets: [{ expr: 'max by (pool, shard, role, address) (shardline_router_destination_knocked_out)', legend: '{{pool}}/{{shard}} {{role}} {{address}}' }] },
+      { title: 'Knock-outs/s', unit: 'ops', description: 'Destinations knocked out by failed heartbeats or connections, by pool, shard and role.', targets: [{ expr: rate('shardline_router_knockouts_total', 'pool, shard, role'), legend: '{{pool}}/{{shard}} {{role}}' }] },
+      { title: 'Config reloads', unit: 'short', description: 'Config reloads in the time range, by outcome. A failure means a bad config was refused and the last good one still serves (/admin/config shows lastError).', targets: [{ expr: 'sum by (outcome) (increase(shardline_router_config_reloads_total[$__range]))', legend: '{{outcome}}' }] },
+      { title: 'Config generation per router', unit: 'none', description: 'Configs each router has loaded. Routers at different generations: one has not picked up a change yet.', targets: [{ expr: 'shardline_router_config_generation', legend: '{{instance}}' }] },
+      { title: 'Requests/s per router', unit: 'reqps', description: 'Requests each router serves: uneven load means the Service is not spreading connections (long-lived keep-alive clients).', targets: [{ expr: rate('shardline_router_requests_total', 'instance'), legend: '{{instance}}' }] },
+      { title: 'Router memory (RSS)', unit: 'bytes', description: 'Resident memory of each router process.', targets: [{ expr: routersOnly('process_resident_memory_bytes'), legend: '{{instance}}' }] },
+      { title: 'Router CPU', unit: 'percentunit', description: 'Cores each router process uses (the autoscaler scales on CPU).', targets: [{ expr: routersOnly(`rate(process_cpu_seconds_total[${RATE}])`), legend: '{{instance}}' }] },
+      { title: 'Router event loop lag p99', unit: 's', description: 'How late each router\'s event loop runs: every request waits this long.', targets: [{ expr: routersOnly('nodejs_eventloop_lag_p99_seconds'), legend: '{{instance}}' }] },
+    ],
+  },
+  {
+    uid: 'shardline-hot-keys',
+    file: 'hot-keys.json',
+    title: 'shardline / hot keys',
+    description: 'Hot keys: keys each router reads often enough to spread over copies on several shards, and hot counters whose increments it batches.',
+    panels: [
+      { title: 'Hot keys per router', unit: 'short', description: 'Keys each router currently treats as hot (reads spread over copies). /admin/hotkeys on a router lists them with their rates.', targets: [{ expr: 'shardline_router_hot_keys', legend: '{{instance}}' }] },
+      { title: 'Hot keys (all routers, max)', kind: 'stat', unit: 'short', description: 'The most hot keys any router holds now.', targets: [{ expr: 'max(shardline_router_hot_keys)', legend: 'hot keys' }] },
+      { title: 'Copy reads/s by outcome', unit: 'ops', description: 'Reads served from hot-key copies: hit, miss (the copy was filled from the base key), stale (older than this router\'s own write, so read from the base key).', targets: [{ expr: rate('shardline_router_hot_copy_reads_total', 'outcome'), legend: '{{outcome}}' }] },
+      { title: 'Copy hit ratio', unit: 'percentunit', description: 'Copy reads that hit. Low: copies expire (copyTtlMs) before they are read again.', targets: [{ expr: `${rate('shardline_router_hot_copy_reads_total', '', '{outcome="hit"}')} / ${rate('shardline_router_hot_copy_reads_total')}`, legend: 'copy hit ratio' }] },
+      { title: 'Copy fills/s', unit: 'ops', description: 'Hot-key copies written from their base key.', targets: [{ expr: rate('shardline_router_hot_copy_fills_total'), legend: 'fills/s' }] },
+      { title: 'Hot counter batch size (mean)', unit: 'short', description: 'Increments carried by one write to a hot counter\'s sub-counter (higher = more batching).', targets: [{ expr: `${rate('shardline_router_counter_batch_size_sum')} / ${rate('shardline_router_counter_batch_size_count')}`, legend: 'increments per write' }] },
+    ],
+  },
+]
+
+/** A dashboard as Grafana's JSON model (schemaVersion 39), with a Prometheus data source variable. */
+export function dashboardJson(spec: DashboardSpec): Record<string, unknown> {
+  const datasource = { type: 'prometheus', uid: '${datasource}' }
+  let x = 0
+  let y = 0
+  const panels = spec.panels.map((panel, index) => {
+    const w = panel.width ?? 12
+    const h = panel.kind === 'stat' ? 4 : 8
+    if (x + w > 24) {
+      x = 0
+      y += 8
+    }
+    const gridPos = { x, y, w, h }
+    x += w
+    if (x >= 24) {
+      x = 0
+      y += h
+    }
+    return {
+      id: index + 1,
+      type: panel.kind ?? 'timeseries',
+      title: panel.title,
+      description: panel.description,
+      datasource,
+      gridPos,
+      fieldConfig: { defaults: { unit: panel.unit }, overrides: [] },
+      options: panel.kind === 'stat'
+        ? { reduceOptions: { calcs: ['lastNotNull'], fields: '', values: false }, colorMode: 'value', graphMode: 'area' }
+        : { legend: { displayMode: 'list', placement: 'bottom', showLegend: true }, tooltip: { mode: 'multi', sort: 'desc' } },
+      targets: panel.targets.map((target, t) => ({ refId: String.fromCharCode(65 + t), datasource, expr: target.expr, legendFormat: target.legend, range: true })),
+    }
+  })
+  return {
+    uid: spec.uid,
+    title: spec.title,
+    description: spec.description,
+    tags: ['shardline'],
+    editable: true,
+    schemaVersion: 39,
+    version: 1,
+    refresh: '30s',
+    time: { from: 'now-1h', to: 'now' },
+    timezone: 'browser',
+    graphTooltip: 1,
+    annotations: { list: [] },
+    links: [],
+    templating: {
+      list: [{ name: 'datasource', label: 'Data source', type: 'datasource', query: 'prometheus', current: {}, hide: 0, refresh: 1, options: [] }],
+    },
+    panels,
+  }
+}
+
+export function renderDashboards(): Map<string, string> {
+  return new Map(DASHBOARDS.map((spec) => [spec.file, `${JSON.stringify(dashboardJson(spec), null, 2)}\n`]))
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  for (const [file, text] of renderDashboards()) {
+    writeFileSync(`${DASHBOARD_DIR}${file}`, text)
+    console.log(`wrote ${DASHBOARD_DIR}${file}`)
+  }
+}

@@ -1,0 +1,107 @@
+// scripts/render-router-config.ts: the router config helm/shardline renders ("shardline.routerConfig"
+// in templates/_helpers.tpl) for the chart's values, without Helm: for tests and to check a values file.
+//
+//   npx node scripts/render-router-config.ts [-f values.yaml]... [--release shardline] [--namespace default]
+//       [--listen-data host:port] [--listen-admin host:port]
+import { readFileSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
+import { parseArgs } from 'node:util'
+import { parse, stringify } from 'yaml'
+
+export const CHART_DIR = fileURLToPath(new URL('../helm/shardline/', import.meta.url))
+const CHART_NAME = 'shardline'
+
+type Values = Record<string, unknown>
+interface PoolValues {
+  shards: number
+  replicasPerShard: number
+  hotKeys?: Values
+}
+
+const isMap = (value: unknown): value is Values => typeof value === 'object' && value !== null && !Array.isArray(value)
+
+/** Helm's coalescing of values files: maps merge key by key, anything else replaces, null deletes. */
+export function mergeValues(base: Values, override: Values): Values {
+  const out: Values = structuredClone(base)
+  for (const [key, value] of Object.entries(override)) {
+    if (value === null) delete out[key]
+    else if (isMap(value) && isMap(out[key])) out[key] = mergeValues(out[key] as Values, value)
+    else out[key] = structuredClone(value)
+  }
+  return out
+}
+
+/** The chart's values.yaml with each file merged over it in order, as `helm -f a -f b` does. */
+export function loadChartValues(files: string[] = []): Values {
+  let values = parse(readFileSync(`${CHART_DIR}values.yaml`, 'utf8')) as Values
+  for (const file of files) values = mergeValues(values, (parse(readFileSync(file, 'utf8')) ?? {}) as Values)
+  return values
+}
+
+const trunc63 = (text: string) => text.slice(0, 63).replace(/-+$/, '')
+
+/** "shardline.fullname" in _helpers.tpl. */
+export function chartFullname(values: Values, release: string): string {
+  if (values.fullnameOverride) return trunc63(String(values.fullnameOverride))
+  const name = (values.nameOverride as string) || CHART_NAME
+  return trunc63(release.includes(name) ? release : `${release}-${name}`)
+}
+
+/** The config object the chart's ConfigMap holds as router.yaml. */
+export function renderRouterConfig(values: Values, options: { release: string; namespace: string }): Values {
+  const fullname = chartFullname(values, options.release)
+  const router = values.router as Values
+  const shard = values.shard as { port: number; adminPort: number }
+  const pools: Values = {}
+  for (const [poolName, pool] of Object.entries(values.pools as Record<string, PoolValues>)) {
+    const setName = (index: number) => {
+      const name = `${fullname}-${poolName}-s${index}`
+      if (name.length > 52) throw new Error(`shard StatefulSet name ${name} is longer than 52 characters: shorten the release name, fullnameOverride or the pool's name`)
+      return name
+    }
+    pools[poolName] = {
+      shards: Array.from({ length: pool.shards }, (_, index) => {
+        const destinations = Array.from({ length: 1 + pool.replicasPerShard }, (_, ordinal) => {
+          const host = `${setName(index)}-${ordinal}.${fullname}-shards.${options.namespace}.svc.${values.clusterDomain}`
+          return { address: `${host}:${shard.port}`, admin: `${host}:${shard.adminPort}` }
+        })
+        return { name: `s${index}`, primary: destinations[0], replicas: destinations.slice(1) }
+      }),
+      ...(pool.hotKeys ? { hotKeys: structuredClone(pool.hotKeys) } : {}),
+    }
+  }
+  const config: Values = {
+    listen: { data: `0.0.0.0:${router.port}`, admin: `0.0.0.0:${router.adminPort}` },
+    pools,
+    routes: values.routes,
+    defaultPool: values.defaultPool,
+    workers: router.workers,
+  }
+  return mergeValues(mergeValues(config, router.config as Values), router.extraConfig as Values)
+}
+
+async function main(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      values: { type: 'string', short: 'f', multiple: true },
+      release: { type: 'string', default: CHART_NAME },
+      namespace: { type: 'string', default: 'default' },
+      'listen-data': { type: 'string' },
+      'listen-admin': { type: 'string' },
+    },
+    strict: true,
+  })
+  const config = renderRouterConfig(loadChartValues(values.values ?? []), { release: values.release!, namespace: values.namespace! })
+  const listen = config.listen as { data: string; admin: string }
+  if (values['listen-data']) listen.data = values['listen-data']
+  if (values['listen-admin']) listen.admin = values['listen-admin']
+  process.stdout.write(stringify(config))
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  main(process.argv.slice(2)).catch((error: unknown) => {
+    console.error(`render-router-config: ${(error as Error).message}`)
+    process.exit(2)
+  })
+}

