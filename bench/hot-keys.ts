@@ -94,11 +94,11 @@ function request(url: URL, method: string, path: string, body?: string): Promise
 }
 
 /** Sends requests through the routers (alternating), CONCURRENCY in flight, optionally paced. */
-async function drive(routers: URL[], count: number, next: (i: number) => { method: string; path: string; body?: string }, ratePerSecond = Infinity): Promise<number> {
+async function drive(routers: URL[], count: number, next: (i: number) => { method: string; path: string; body?: string }, ratePerSecond = Infinity, concurrency = CONCURRENCY): Promise<number> {
   let issued = 0
   let failures = 0
   const started = performance.now()
-  await Promise.all(Array.from({ length: CONCURRENCY }, async () => {
+  await Promise.all(Array.from({ length: concurrency }, async () => {
     while (issued < count) {
       const i = issued++
       const due = started + (i * 1000) / ratePerSecond
@@ -179,7 +179,23 @@ async function clusterBench(): Promise<{ rows: Array<Array<string | number>>; co
   return { rows, counterRows }
 }
 
-runMain(async () => {
+/** 1M increments from 32 concurrent clients through two routers: the total must be exact. */
+async function counterExactness(increments: number): Promise<void> {
+  const shards = await Promise.all(Array.from({ length: SHARDS }, (_, i) => startShard({ name: `s${i}`, maxMemory: '32mb' })))
+  const routers = await Promise.all([0, 1].map(() => startRouter(writeConfig(shards, true))))
+  const started = performance.now()
+  const failures = await drive(routers.map((r) => r.url), increments, () => ({ method: 'POST', path: '/exact/incr', body: '{"by":1}' }), Infinity, 32)
+  const seconds = (performance.now() - started) / 1000
+  const totals = await Promise.all(routers.map(async (r) => (await (await fetch(`${r.url.origin}/exact/counter`)).json()).value))
+  const metrics = await (await fetch(`${routers[0].adminUrl}/metrics`)).text()
+  const batches = Number(/shardline_router_counter_batch_size_count (\d+)/.exec(metrics)?.[1] ?? 0)
+  console.log(formatTable(['increments', 'clients', 'seconds', 'increments/s', 'failed requests', 'total via router 1', 'total via router 2', 'exact', 'batches on router 1'],
+    [[increments, 32, seconds.toFixed(0), Math.round(increments / seconds), failures, totals[0], totals[1], totals.every((t) => t === increments - failures) ? 'yes' : 'NO', batches]]))
+}
+
+if (process.argv.includes('--counter-exactness')) {
+  runMain(() => counterExactness(Number(process.env.INCREMENTS ?? 1_000_000)))
+} else runMain(async () => {
   console.log('## Hot-key detector (synthetic stream, virtual time at 100k req/s)\n')
   console.log(formatTable(['measure', 'result'], detectorBench()))
   console.log(`\n## Real cluster: ${SHARDS} shard primaries, 2 routers, ${KEYS / 1e6}M keys, ${MEASURED / 1000}k measured reads after ${WARMUP / 1000}k warm-up, ${CONCURRENCY} in flight\n`)
