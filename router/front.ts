@@ -30,7 +30,6 @@ const NOT_FOUND = '{"error":"not found","code":"not_found"}'
 
 export function createFront(options: FrontOptions) {
   const { clock, metrics } = options
-  const limits = () => options.tree().config.limits
   const app = createHttpServer({ log: options.log, bodyLimit: options.maxValueBytes * 2 + 4096, accessLog: options.accessLog })
   // Every reply, errors included, is counted by op and status.
   app.addHook('onRequest', async (request) => {
@@ -94,7 +93,6 @@ export function createFront(options: FrontOptions) {
         properties: {
           ops: {
             type: 'array',
-            maxItems: limits().maxBatchOps,
             items: {
               type: 'object',
               required: ['op', 'key'],
@@ -108,6 +106,10 @@ export function createFront(options: FrontOptions) {
   }, async (request, reply) => {
     request.frontOp = 'batch'
     const tree = options.tree()
+    // Checked here rather than in the schema so that a reloaded limit applies at once.
+    if (request.body.ops.length > tree.config.limits.maxBatchOps) {
+      throw new HttpError(400, 'invalid_request', `a batch holds at most ${tree.config.limits.maxBatchOps} ops, this one ${request.body.ops.length}`)
+    }
     // Validate every op before sending any, so a bad batch changes nothing.
     const ops = request.body.ops.map((item, index) => {
       try {
