@@ -177,7 +177,8 @@ export async function stopServer(server: RunningServer): Promise<void> {
   await killProcess(server.proc)
 }
 
-function waitForOutput(proc: TrackedProcess, pattern: RegExp, timeoutMs: number): Promise<RegExpMatchArray> {
+/** Resolves with the first match of pattern in the process's stdout; rejects on timeout or exit. */
+export function waitForOutput(proc: TrackedProcess, pattern: RegExp, timeoutMs: number): Promise<RegExpMatchArray> {
   return new Promise((resolve, reject) => {
     let seen = ''
     const onData = (chunk: Buffer) => {

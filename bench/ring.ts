@@ -2,6 +2,7 @@
 // over 1M keys, keys moved by adding/removing a shard, lookup ns. --sweep: balance over 30 name sets.
 import { DEFAULT_POINTS_PER_NODE, HashRing } from '../common/ring.ts'
 import { codeVersion, formatTable, median } from './lib.ts'
+import { createRandom } from './zipf.ts'
 
 const SHARDS = 50
 const KEYS = 1_000_000
@@ -15,31 +16,6 @@ const TIMING_KEYS = 200_000
 const NAMES = Array.from({ length: SHARDS }, (_, i) => `shard-${i}`)
 const ADDED = `shard-${SHARDS}`
 const REMOVED = 'shard-0'
-
-/** sfc32 seeded through splitmix32 (the same generator as bench/hit-ratio.ts). */
-function createRandom(seed: number): () => number {
-  let state = seed >>> 0
-  const splitmix = () => {
-    state = (state + 0x9e3779b9) >>> 0
-    let z = state
-    z = Math.imul(z ^ (z >>> 16), 0x85ebca6b)
-    z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35)
-    return (z ^ (z >>> 16)) >>> 0
-  }
-  let a = splitmix()
-  let b = splitmix()
-  let c = splitmix()
-  let d = splitmix()
-  return () => {
-    const t = (((a + b) | 0) + d) | 0
-    d = (d + 1) | 0
-    a = b ^ (b >>> 9)
-    b = (c + (c << 3)) | 0
-    c = (c << 21) | (c >>> 11)
-    c = (c + t) | 0
-    return (t >>> 0) / 2 ** 32
-  }
-}
 
 /** Random latin1 keys of 8 to 40 bytes. */
 function randomKeys(count: number, seed: number): string[] {

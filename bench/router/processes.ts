@@ -4,7 +4,7 @@ import { writeFileSync } from 'node:fs'
 import net from 'node:net'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { HOST, killProcess, REPO_ROOT, sleep, spawnTracked, type TrackedProcess } from '../lib.ts'
+import { HOST, killProcess, REPO_ROOT, sleep, spawnTracked, waitForOutput, type TrackedProcess } from '../lib.ts'
 
 const SHARDLINE_CLI = fileURLToPath(new URL('../../cli/shardline.ts', import.meta.url))
 
@@ -42,7 +42,7 @@ export async function startRouter(dir: string, shards: Backend[]): Promise<Runni
     cwd: REPO_ROOT,
     env: { ...process.env, SHARDLINE_LOG_LEVEL: 'warn' },
   })
-  const match = await waitForLine(proc, /shardline router ready: http:\/\/([\d.]+):(\d+) admin http:\/\/([\d.]+):(\d+)(.*)/, 30_000)
+  const match = await waitForOutput(proc, /shardline router ready: http:\/\/([\d.]+):(\d+) admin http:\/\/([\d.]+):(\d+)(.*)/, 30_000)
   if (match[5].trim() !== '') throw new Error(`expected a single router process, got: ${match[0]}`)
   if (proc.child.pid === undefined) throw new Error('router has no pid')
   return { proc, pid: proc.child.pid, dataPort: Number(match[2]), adminPort: Number(match[4]) }
@@ -96,25 +96,6 @@ export async function startHaproxy(dir: string, port: number, shards: Backend[])
   return { proc, pid: proc.child.pid, port, config }
 }
 
-export function waitForLine(proc: TrackedProcess, pattern: RegExp, timeoutMs: number): Promise<RegExpMatchArray> {
-  return new Promise((resolve, reject) => {
-    let seen = ''
-    const onData = (chunk: Buffer) => {
-      seen = (seen + chunk.toString('utf8')).slice(-16384)
-      const match = seen.match(pattern)
-      if (match) finish(null, match)
-    }
-    const timer = setTimeout(() => finish(new Error(`${proc.name}: no ready line within ${timeoutMs} ms:\n${proc.output()}`)), timeoutMs)
-    const finish = (error: Error | null, match?: RegExpMatchArray) => {
-      clearTimeout(timer)
-      proc.child.stdout?.off('data', onData)
-      if (error) reject(error)
-      else resolve(match!)
-    }
-    proc.child.stdout?.on('data', onData)
-    void proc.exited.then(({ code, signal }) => finish(new Error(`${proc.name} exited early (code ${code}, signal ${signal}):\n${proc.output()}`)))
-  })
-}
 
 export async function waitForPort(proc: TrackedProcess, port: number, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs
