@@ -1,6 +1,7 @@
 // How each Op is spoken to a shard in RESP (SL.GETV, SL.SETV, DEL) and how its reply is read
 // back into an OpResult; an unexpected reply is a ShardErrorReply.
 import { RespErrorReply, type RespReply } from '../common/resp-reply-parser.ts'
+import { HttpError } from '../common/http-errors.ts'
 import { ShardErrorReply } from './errors.ts'
 import type { Op, OpResult } from './routes/route.ts'
 import type { ShardDestination } from './shard-destination.ts'
@@ -25,7 +26,11 @@ export async function runOnDestination(destination: ShardDestination, op: Op): P
       return { kind: 'delete', deleted: reply === 1 }
     }
     case 'incr': {
-      const reply = check(destination, await destination.send(['INCRBY', op.key, String(op.by)]))
+      const raw = await destination.send(['INCRBY', op.key, String(op.by)])
+      if (raw instanceof RespErrorReply && /not an integer|overflow/.test(raw.message)) {
+        throw new HttpError(409, 'not_a_counter', `the value under this key is not a counter (${raw.message.replace(/^ERR /, '')})`)
+      }
+      const reply = check(destination, raw)
       if (typeof reply !== 'number') throw unexpected(destination, reply)
       return { kind: 'incr', value: reply }
     }

@@ -124,9 +124,11 @@ export class HotKeyRoute implements Route {
 
   // A write through this router overwrites every copy with the same version (a delete with a
   // deleted-marker), so a fill racing with it, carrying an older version, is refused by the shard.
+  // A copy that cannot be written does not fail the write: the base key has it, this router will
+  // not serve an older copy (recentWrites), and other routers' copies expire within copyTtl.
   private async writeCopies(op: Extract<Op, { kind: 'set' | 'delete' }>): Promise<void> {
     const shards = this.copyShards(op.key, this.settings.copies)
-    await Promise.all(shards.map((shard, index) => {
+    await Promise.allSettled(shards.map((shard, index) => {
       const key = copyKey(op.key, index)
       const ttlMs = op.kind === 'set' && op.ttlMs !== undefined ? Math.min(op.ttlMs, this.settings.copyTtlMs) : this.settings.copyTtlMs
       const copy: Op = op.kind === 'set'

@@ -73,6 +73,17 @@ t.test('keys land on the shard /admin/route names, stored with their TTL', async
   t.ok(counts.s0 > 5 && counts.s1 > 5, `both shards used (${JSON.stringify(counts)})`)
 })
 
+t.test('counters: increments, the exact total, and a value that is not a counter', async (t) => {
+  const incr = (key: string, body: unknown) => api(`/${key}/incr`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })
+  t.same(await incr('visits', { by: 5 }), { status: 200, body: { value: 5 } })
+  t.same(await incr('visits', {}), { status: 200, body: { value: 6 } }, 'by defaults to 1')
+  t.same(await api('/visits/counter'), { status: 200, body: { value: 6 } })
+  t.same(await api('/never/counter'), { status: 200, body: { value: 0 } })
+  await set('words', 'not a number')
+  t.match(await incr('words', { by: 1 }), { status: 409, body: { code: 'not_a_counter' } })
+  t.match(await incr('visits', { by: 1.5 }), { status: 400, body: { code: 'invalid_request' } })
+})
+
 t.test('a batch of gets and sets across shards', async (t) => {
   const ops = Array.from({ length: 20 }, (_, i) => ({ op: 'set', key: `batch:${i}`, value: i }))
   const stored = await api('/-/batch', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ ops }) })
