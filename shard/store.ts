@@ -117,7 +117,9 @@ export class Store {
   }
 
   set(key: string, value: Buffer | string, options: WriteOptions = {}): WriteResult {
-    const current = this.peek(key)
+    // A plain write under lru or fifo needs nothing from the current entry: skip the lookup.
+    const needsCurrent = options.condition !== undefined || options.version !== undefined || options.keepTtl || this.frequency !== null
+    const current = needsCurrent ? this.peek(key) : undefined
     if (options.condition === 'nx' && current !== undefined) return 'condition-failed'
     if (options.condition === 'xx' && current === undefined) return 'condition-failed'
     let version: number
@@ -223,7 +225,7 @@ export class Store {
   // been asked for more often than the entry that would leave. lru and fifo admit everything.
   private admit(key: string, packed: string): boolean {
     if (this.frequency === null) return true
-    this.frequency.increment(key)
+    // The key's reads were counted by get(); counting the write too would count a miss twice.
     if (this.cache.calculatedSize + entryCost(key, packed) <= this.maxMemory) return true
     const victim = this.cache.rkeys().next()
     if (victim.done) return true
