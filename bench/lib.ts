@@ -4,6 +4,8 @@ import { execFileSync, spawn, type ChildProcess, type SpawnOptions } from 'node:
 import { readFileSync } from 'node:fs'
 import net from 'node:net'
 import { fileURLToPath } from 'node:url'
+import { RespReplyParser, type RespReply } from '../common/resp-reply-parser.ts'
+import { RespWriter } from '../common/resp-writer.ts'
 
 export const HOST = '127.0.0.1'
 export const REPO_ROOT = fileURLToPath(new URL('..', import.meta.url))
@@ -227,18 +229,21 @@ function connect(port: number): Promise<net.Socket> {
 
 // ---------------------------------------------------------------- clients
 
-export type RespReply = string | number | Buffer | null | Error | RespReply[]
+export type { RespReply }
 
-/** A minimal RESP2 client for loopback benchmarks: pipelined commands, replies in order. */
+const CRLF = Buffer.from('\r\n')
+
+/** A minimal RESP2 client for loopback benchmarks on the product's own codec: pipelined commands, replies in order. */
 export class RespClient {
   private readonly socket: net.Socket
-  private buffer: Buffer = Buffer.alloc(0)
+  private readonly parser = new RespReplyParser()
+  private readonly writer = new RespWriter()
   private readonly waiting: Array<(reply: RespReply) => void> = []
   private failure: Error | null = null
 
   private constructor(socket: net.Socket) {
     this.socket = socket
-    socket.on('data', (chunk: Buffer) => this.onData(chunk))
+    socket.on('data', (chunk: Buffer) => this.parser.push(chunk, (reply) => this.waiting.shift()?.(reply)))
     socket.on('error', (error) => this.fail(error))
     socket.on('close', () => this.fail(new Error('connection closed')))
   }
@@ -250,10 +255,12 @@ export class RespClient {
   /** Sends every command in one write and resolves with their replies, in order. */
   pipeline(commands: Array<Array<string | Buffer>>): Promise<RespReply[]> {
     if (this.failure) return Promise.reject(this.failure)
-    const parts: Buffer[] = []
     const replies = commands.map(() => new Promise<RespReply>((resolve) => this.waiting.push(resolve)))
-    for (const args of commands) parts.push(encodeCommand(args))
-    this.socket.write(Buffer.concat(parts))
+    for (const args of commands) {
+      this.writer.arrayHeader(args.length)
+      for (const arg of args) this.writer.bulk(typeof arg === 'string' ? Buffer.from(arg, 'latin1') : arg)
+    }
+    this.writer.writeTo(this.socket)
     return Promise.all(replies).then((all) => {
       if (this.failure) throw this.failure
       return all
@@ -278,67 +285,7 @@ export class RespClient {
   private fail(error: Error): void {
     if (this.failure) return
     this.failure = error
-    for (const resolve of this.waiting.splice(0)) resolve(error)
-  }
-
-  private onData(chunk: Buffer): void {
-    this.buffer = this.buffer.length === 0 ? chunk : Buffer.concat([this.buffer, chunk])
-    let pos = 0
-    while (this.waiting.length > 0) {
-      const parsed = parseReply(this.buffer, pos)
-      if (parsed === null) break
-      pos = parsed.end
-      this.waiting.shift()!(parsed.reply)
-    }
-    this.buffer = this.buffer.subarray(pos)
-  }
-}
-
-function encodeCommand(args: Array<string | Buffer>): Buffer {
-  const parts: Buffer[] = [Buffer.from(`*${args.length}\r\n`)]
-  for (const arg of args) {
-    const bytes = typeof arg === 'string' ? Buffer.from(arg, 'latin1') : arg
-    parts.push(Buffer.from(`$${bytes.length}\r\n`), bytes, CRLF)
-  }
-  return Buffer.concat(parts)
-}
-
-const CRLF = Buffer.from('\r\n')
-
-function parseReply(data: Buffer, start: number): { reply: RespReply; end: number } | null {
-  if (start >= data.length) return null
-  const lineEnd = data.indexOf(CRLF, start)
-  if (lineEnd < 0) return null
-  const line = data.toString('latin1', start + 1, lineEnd)
-  const next = lineEnd + 2
-  switch (data[start]) {
-    case 0x2b: // +
-      return { reply: line, end: next }
-    case 0x2d: // -
-      return { reply: new Error(line), end: next }
-    case 0x3a: // :
-      return { reply: Number(line), end: next }
-    case 0x24: { // $
-      const length = Number(line)
-      if (length < 0) return { reply: null, end: next }
-      if (data.length < next + length + 2) return null
-      return { reply: data.subarray(next, next + length), end: next + length + 2 }
-    }
-    case 0x2a: { // *
-      const count = Number(line)
-      if (count < 0) return { reply: null, end: next }
-      const items: RespReply[] = []
-      let pos = next
-      for (let i = 0; i < count; i++) {
-        const item = parseReply(data, pos)
-        if (item === null) return null
-        items.push(item.reply)
-        pos = item.end
-      }
-      return { reply: items, end: pos }
-    }
-    default:
-      throw new Error(`unexpected RESP reply byte 0x${data[start].toString(16)}`)
+    for (const resolve of this.waiting.splice(0)) resolve(error as RespReply)
   }
 }
 
