@@ -25,6 +25,8 @@ export interface CommandContext {
 export class CommandError extends Error {}
 
 interface CommandSpec {
+  /** Lower-case name, as metrics and error replies show it. */
+  name: string
   /** Redis convention: n = exactly n arguments (name included), -n = at least n. */
   arity: number
   run(ctx: CommandContext, args: Buffer[]): void
@@ -33,7 +35,7 @@ interface CommandSpec {
 const NOT_INTEGER = 'ERR value is not an integer or out of range'
 const SYNTAX = 'ERR syntax error'
 
-export const COMMANDS = new Map<string, CommandSpec>([
+const COMMAND_TABLE: Array<[string, Omit<CommandSpec, 'name'>]> = [
   ['get', { arity: 2, run: (ctx, args) => replyValue(ctx, ctx.store.get(key(ctx, args[1]))) }],
   ['set', { arity: -3, run: runSet }],
   ['del', { arity: -2, run: (ctx, args) => ctx.writer.integer(countKeys(ctx, args, (k) => ctx.store.delete(k))) }],
@@ -61,7 +63,12 @@ export const COMMANDS = new Map<string, CommandSpec>([
   ['command', { arity: -1, run: (ctx) => ctx.writer.arrayHeader(0) }],
   ['sl.setv', { arity: -4, run: runSetVersioned }],
   ['sl.getv', { arity: 2, run: runGetVersioned }],
-])
+]
+
+/** Commands by name, lower- and upper-case, so the usual spellings need no case folding. */
+export const COMMANDS = new Map<string, CommandSpec>(
+  COMMAND_TABLE.flatMap(([name, spec]) => [[name, { name, ...spec }], [name.toUpperCase(), { name, ...spec }]]),
+)
 
 function key(ctx: CommandContext, raw: Buffer): string {
   if (raw.length > ctx.limits.maxKeyBytes) throw new CommandError(`ERR key too long (${raw.length} bytes, limit ${ctx.limits.maxKeyBytes})`)
