@@ -31,7 +31,10 @@ const NOT_FOUND = '{"error":"not found","code":"not_found"}'
 export function createFront(options: FrontOptions) {
   const { clock, metrics } = options
   const app = createHttpServer({ log: options.log, bodyLimit: options.maxValueBytes * 2 + 4096, accessLog: options.accessLog })
-  // Every reply, errors included, is counted by op and status.
+  // Every reply, errors included, is counted by op and status. Declared up front so every
+  // request object keeps one shape.
+  app.decorateRequest('startedAt', 0)
+  app.decorateRequest('frontOp', undefined)
   app.addHook('onRequest', async (request) => {
     request.startedAt = performance.now()
   })
