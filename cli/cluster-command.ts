@@ -1,13 +1,13 @@
 // `shardline cluster --config <file>`: the local cluster. Starts a shard process for every
 // loopback destination in a router config, then the router; prints the URLs; stops them all.
-import { mkdtempSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
-import { stringify } from 'yaml'
+import { parse, stringify } from 'yaml'
 import { createLogger } from '../common/logger.ts'
-import { formatEndpoint, loadRouterConfig, type DestinationConfig } from '../router/config.ts'
+import { loadRouterConfig, type DestinationConfig } from '../router/config.ts'
 import { startChild, type Child } from './child-process.ts'
 
 export const DEFAULT_CLUSTER_CONFIG = fileURLToPath(new URL('../config/local.yaml', import.meta.url))
@@ -41,14 +41,20 @@ export async function runClusterCommand(argv: string[]): Promise<void> {
   process.on('SIGTERM', () => void stopAll(0))
 
   try {
-    // Port 0 in the config means "pick one": the router then gets a copy with the real ports.
+    // Port 0 in the config means "pick one": the router then gets a copy of the same YAML with
+    // the real addresses written over the destinations, every other setting as the user wrote it.
     let portsChanged = false
     const starting: Array<Promise<void>> = []
-    const raw = structuredClone(config)
-    for (const [poolName, pool] of Object.entries(raw.pools)) {
-      for (const shard of pool.shards) {
-        const destinations: Array<[string, DestinationConfig]> = [[`${shard.name}`, shard.primary], ...shard.replicas.map((r, i): [string, DestinationConfig] => [`${shard.name}.replica${i + 1}`, r])]
-        for (const [name, destination] of destinations) {
+    const yaml = parse(readFileSync(file, 'utf8')) as { pools: Record<string, { shards: Array<{ primary: unknown; replicas?: unknown[] }> }> }
+    for (const [poolName, pool] of Object.entries(config.pools)) {
+      pool.shards.forEach((shard, s) => {
+        const written = yaml.pools[poolName].shards[s]
+        const destinations: Array<[string, DestinationConfig, (address: string, admin: string) => void]> = [
+          [shard.name, shard.primary, (address, admin) => (written.primary = { address, admin })],
+          ...shard.replicas.map((replica, r): [string, DestinationConfig, (address: string, admin: string) => void] =>
+            [`${shard.name}.replica${r + 1}`, replica, (address, admin) => (written.replicas![r] = { address, admin })]),
+        ]
+        for (const [name, destination, record] of destinations) {
           if (!LOOPBACK.test(destination.address.host)) continue
           const args = ['shard', '--name', name, '--host', destination.address.host, '--port', String(destination.address.port), '--admin-port', String(destination.admin?.port ?? 0)]
           if (values['max-memory']) args.push('--max-memory', values['max-memory'])
@@ -56,17 +62,16 @@ export async function runClusterCommand(argv: string[]): Promise<void> {
           children.push(child)
           starting.push(child.ready.then((match) => {
             if (destination.address.port === 0) portsChanged = true
-            destination.address = { host: match[1], port: Number(match[2]) }
-            destination.admin = { host: match[3], port: Number(match[4]) }
+            record(`${match[1]}:${match[2]}`, `${match[3]}:${match[4]}`)
           }))
         }
-      }
+      })
     }
     await Promise.all(starting)
     let routerConfig = file
     if (portsChanged) {
       routerConfig = join(mkdtempSync(join(tmpdir(), 'shardline-cluster-')), 'router.yaml')
-      writeFileSync(routerConfig, stringify(toYamlConfig(raw)))
+      writeFileSync(routerConfig, stringify(yaml))
     }
     const router = startChild('router', ['router', '--config', routerConfig], ROUTER_READY, env)
     children.push(router)
@@ -83,24 +88,3 @@ export async function runClusterCommand(argv: string[]): Promise<void> {
     await stopAll(1)
   }
 }
-
-// Back from the loaded form (endpoints as objects) to the YAML the router reads.
-function toYamlConfig(config: ReturnType<typeof loadRouterConfig>): unknown {
-  const destination = (d: DestinationConfig) => (d.admin ? { address: formatEndpoint(d.address), admin: formatEndpoint(d.admin) } : formatEndpoint(d.address))
-  return {
-    listen: { data: formatEndpoint(config.listen.data), admin: formatEndpoint(config.listen.admin) },
-    pools: Object.fromEntries(Object.entries(config.pools).map(([name, pool]) => [name, {
-      hotKeys: pool.hotKeys,
-      shards: pool.shards.map((shard) => ({ name: shard.name, primary: destination(shard.primary), replicas: shard.replicas.map(destination) })),
-    }])),
-    routes: config.routes,
-    defaultPool: config.defaultPool,
-    hashing: config.hashing,
-    health: config.health,
-    connections: config.connections,
-    limits: config.limits,
-    accessLog: config.accessLog,
-    workers: config.workers,
-  }
-}
-

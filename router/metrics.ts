@@ -1,12 +1,12 @@
 // The router's Prometheus metrics: requests and latency by op and status, connection-pool
 // saturation and health per destination, knock-outs, and config reloads.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
-import { LATENCY_BUCKETS_SECONDS } from '../common/metric-helpers.ts'
+import { LATENCY_BUCKETS_SECONDS, mirroredCounter } from '../common/metric-helpers.ts'
 import type { ShardDestination } from './shard-destination.ts'
 
 export type FrontOp = 'get' | 'set' | 'delete' | 'batch' | 'incr' | 'counter'
 
-/** What the hot-key route reports, kept to pre-bound instruments on its request path. */
+/** What the hot-key route reports (hot reads and counter batches only, not every request). */
 export interface HotKeyMetrics {
   copyRead(outcome: 'hit' | 'miss' | 'stale'): void
   copyFill(): void
@@ -17,16 +17,22 @@ export class RouterMetrics {
   readonly registry = new Registry()
   readonly knockouts: Counter<'pool' | 'shard' | 'role'>
   readonly reloads: Counter<'outcome'>
-  private readonly requests: Counter<'op' | 'code'>
   private readonly duration: Histogram<'op'>
   private readonly durationByOp = new Map<FrontOp, { observe(seconds: number): void }>()
+  private readonly requestCounts = new Map<string, { labels: Record<string, string>; count: number }>()
 
   readonly hotKeys: HotKeyMetrics
 
   constructor(destinations: () => readonly ShardDestination[], generation: () => number, hotKeyCount: () => number = () => 0) {
     collectDefaultMetrics({ register: this.registry })
     const registers = [this.registry]
-    this.requests = new Counter({ name: 'shardline_router_requests_total', help: 'HTTP requests on the data port, by op and HTTP status.', labelNames: ['op', 'code'], registers })
+    mirroredCounter({
+      name: 'shardline_router_requests_total',
+      help: 'HTTP requests on the data port, by op and HTTP status.',
+      labelNames: ['op', 'code'],
+      registry: this.registry,
+      read: () => [...this.requestCounts.values()].map(({ labels, count }): [Record<string, string>, number] => [labels, count]),
+    })
     this.duration = new Histogram({ name: 'shardline_router_request_duration_seconds', help: 'Time from request parsed to reply sent, by op.', labelNames: ['op'], buckets: LATENCY_BUCKETS_SECONDS, registers })
     this.knockouts = new Counter({ name: 'shardline_router_knockouts_total', help: 'Destinations knocked out by health checks or failed connections.', labelNames: ['pool', 'shard', 'role'], registers })
     this.reloads = new Counter({ name: 'shardline_router_config_reloads_total', help: 'Config reloads, by outcome (success or failure).', labelNames: ['outcome'], registers })
@@ -59,7 +65,11 @@ export class RouterMetrics {
   }
 
   observe(op: FrontOp, status: number, startedAt: number): void {
-    this.requests.inc({ op, code: String(status) })
+    // Plain numbers, read at scrape time: prom-client hashes the label object on every inc.
+    const key = `${op} ${status}`
+    const counted = this.requestCounts.get(key)
+    if (counted) counted.count++
+    else this.requestCounts.set(key, { labels: { op, code: String(status) }, count: 1 })
     let histogram = this.durationByOp.get(op)
     if (!histogram) {
       histogram = this.duration.labels(op)

@@ -15,7 +15,6 @@ export interface ShardConnectionOptions {
   connectTimeoutMs: number
   /** Told of every connect failure or lost connection (hard failures for health tracking). */
   onFailure(error: Error): void
-  onConnect(): void
 }
 
 interface Pending {
@@ -102,7 +101,6 @@ export class ShardConnection {
       socket.setTimeout(0)
       this.connected = true
       this.reconnectDelay = RECONNECT_INITIAL_MS
-      this.options.onConnect()
       this.flush()
     })
     socket.on('data', (chunk: Buffer) => {

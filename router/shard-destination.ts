@@ -47,7 +47,6 @@ export class ShardDestination {
       timeoutMs: settings.timeoutMs,
       connectTimeoutMs: settings.connectTimeoutMs,
       onFailure: (error) => this.onHardFailure(error),
-      onConnect: () => {},
     }))
   }
 

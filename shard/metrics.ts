@@ -12,7 +12,7 @@ export interface ConnectionStats {
 
 /**
  * Per-command counts kept as plain numbers (prom-client hashes the labels on every inc, a cost
- * the pipelined request path notices) and read at scrape time, plus the pre-bound histogram.
+ * the pipelined request path notices) and read at scrape time, plus the histogram child (fed a sample).
  */
 export interface CommandInstruments {
   ok: number
