@@ -1,6 +1,8 @@
 // `shardline cluster --config <file>`: the local cluster. Starts a shard process for every
 // loopback destination in a router config, then the router; prints the URLs; stops them all.
+import { once } from 'node:events'
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import net from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -47,25 +49,40 @@ export async function runClusterCommand(argv: string[]): Promise<void> {
     const starting: Array<Promise<void>> = []
     const yaml = parse(readFileSync(file, 'utf8')) as { pools: Record<string, { shards: Array<{ primary: unknown; replicas?: unknown[] }> }> }
     for (const [poolName, pool] of Object.entries(config.pools)) {
-      pool.shards.forEach((shard, s) => {
+      for (const [s, shard] of pool.shards.entries()) {
         const written = yaml.pools[poolName].shards[s]
         const destinations: Array<[string, DestinationConfig, (address: string, admin: string) => void]> = [
           [shard.name, shard.primary, (address, admin) => (written.primary = { address, admin })],
           ...shard.replicas.map((replica, r): [string, DestinationConfig, (address: string, admin: string) => void] =>
             [`${shard.name}.replica${r + 1}`, replica, (address, admin) => (written.replicas![r] = { address, admin })]),
         ]
-        for (const [name, destination, record] of destinations) {
+        // Data ports are fixed before anything starts: a primary and its replicas name each
+        // other on their command lines (--replicas, --replicaof).
+        const dataAddresses: string[] = []
+        for (const [, destination] of destinations) {
+          const { host } = destination.address
+          let { port } = destination.address
+          if (port === 0 && LOOPBACK.test(host)) {
+            port = await freePort(host)
+            portsChanged = true
+          }
+          dataAddresses.push(`${host}:${port}`)
+        }
+        for (const [d, [name, destination, record]] of destinations.entries()) {
           if (!LOOPBACK.test(destination.address.host)) continue
-          const args = ['shard', '--name', name, '--host', destination.address.host, '--port', String(destination.address.port), '--admin-port', String(destination.admin?.port ?? 0)]
+          const [host, port] = [destination.address.host, dataAddresses[d].slice(destination.address.host.length + 1)]
+          const args = ['shard', '--name', name, '--host', host, '--port', port, '--admin-port', String(destination.admin?.port ?? 0)]
+          if (d === 0 && dataAddresses.length > 1) args.push('--replicas', dataAddresses.slice(1).join(','))
+          if (d > 0) args.push('--replicaof', dataAddresses[0])
           if (values['max-memory']) args.push('--max-memory', values['max-memory'])
           const child = startChild(`${poolName}/${name}`, args, SHARD_READY, env)
           children.push(child)
           starting.push(child.ready.then((match) => {
-            if (destination.address.port === 0) portsChanged = true
+            if (destination.admin?.port === 0) portsChanged = true
             record(`${match[1]}:${match[2]}`, `${match[3]}:${match[4]}`)
           }))
         }
-      })
+      }
     }
     await Promise.all(starting)
     let routerConfig = file
@@ -87,4 +104,15 @@ export async function runClusterCommand(argv: string[]): Promise<void> {
     log.error({ error: (error as Error).message }, 'the local cluster did not start')
     await stopAll(1)
   }
+}
+
+// A port the kernel says is free now. Another process could take it before the shard binds;
+// on a developer's loopback that race is rare and shows as a clear "address in use" exit.
+async function freePort(host: string): Promise<number> {
+  const server = net.createServer()
+  server.listen(0, host)
+  await once(server, 'listening')
+  const { port } = server.address() as net.AddressInfo
+  await new Promise((resolve) => server.close(resolve))
+  return port
 }

@@ -62,6 +62,18 @@ export class RespWriter {
     this.length = 0
   }
 
+  /** Everything written so far as a Buffer of its own, and starts over. */
+  take(): Buffer {
+    const taken = Buffer.from(this.buffer.subarray(0, this.length))
+    this.length = 0
+    return taken
+  }
+
+  /** Bytes written since the last writeTo or take. */
+  get pending(): number {
+    return this.length
+  }
+
   /** Drops everything written since the last writeTo. */
   discard(): void {
     this.length = 0

@@ -51,7 +51,9 @@ export async function createRouterAdmin(options: RouterAdminOptions) {
       spread: hitter.hot,
     }))])),
   }))
-  app.get('/admin/shards', async () => ({ destinations: options.tree().destinations.map(describeDestination) }))
+  app.get('/admin/shards', async () => ({
+    destinations: await Promise.all(options.tree().destinations.map(async (d) => ({ ...describeDestination(d), replication: await replicationOf(d) }))),
+  }))
 
   // /admin/shards/s0/stats -> s0's primary admin /stats; /admin/shards/s0.replica1/… -> its first replica.
   const adminOf = (name: string): ShardDestination | undefined =>
@@ -74,6 +76,21 @@ export async function createRouterAdmin(options: RouterAdminOptions) {
     },
   })
   return app
+}
+
+/** How long /admin/shards waits for a shard's /stats before saying it could not tell. */
+const SHARD_STATS_TIMEOUT_MS = 500
+
+// The replication part of the shard's own /stats: role, offset, peers and their lag, links.
+async function replicationOf(d: ShardDestination): Promise<unknown> {
+  if (!d.id.admin) return { error: 'the config gives no admin address for this destination' }
+  try {
+    const response = await fetch(`http://${formatEndpoint(d.id.admin)}/stats`, { signal: AbortSignal.timeout(SHARD_STATS_TIMEOUT_MS) })
+    if (!response.ok) return { error: `its /stats answered ${response.status}` }
+    return ((await response.json()) as { replication?: unknown }).replication ?? { error: 'its /stats has no replication section' }
+  } catch (error) {
+    return { error: `its /stats could not be read: ${(error as Error).message}` }
+  }
 }
 
 function describeDestination(d: ShardDestination) {

@@ -1,8 +1,8 @@
-// How each Op is spoken to a shard in RESP (SL.GETV, SL.SETV, DEL) and how its reply is read
-// back into an OpResult; an unexpected reply is a ShardErrorReply.
+// How each Op is spoken to a shard in RESP (SL.GETV, SL.SETV, SL.DELV) and how its reply is read
+// back into an OpResult; an unexpected reply is a ShardErrorReply, -LOADING a reason to fail over.
 import { RespErrorReply, type RespReply } from '../common/resp-reply-parser.ts'
 import { HttpError } from '../common/http-errors.ts'
-import { ShardErrorReply } from './errors.ts'
+import { ShardConnectionError, ShardErrorReply } from './errors.ts'
 import type { Op, OpResult } from './routes/route.ts'
 import type { ShardDestination } from './shard-destination.ts'
 
@@ -22,7 +22,8 @@ export async function runOnDestination(destination: ShardDestination, op: Op): P
       return { kind: 'set', stored: reply === 1 }
     }
     case 'delete': {
-      const reply = check(destination, await destination.send(['DEL', op.key]))
+      // Versioned, so that the shard keeps a tombstone and no older write can bring the key back.
+      const reply = check(destination, await destination.send(['SL.DELV', op.key, String(op.version)]))
       return { kind: 'delete', deleted: reply === 1 }
     }
     case 'incr': {
@@ -45,7 +46,16 @@ export async function runOnDestination(destination: ShardDestination, op: Op): P
 }
 
 function check(destination: ShardDestination, reply: RespReply): RespReply {
-  if (reply instanceof RespErrorReply) throw new ShardErrorReply(destination.name, reply.message)
+  if (reply instanceof RespErrorReply) {
+    if (reply.message.startsWith('LOADING')) {
+      // A restarted primary still loading its replica's data: knock it out until it is ready,
+      // and let the failover route take this op to the replica.
+      const error = new ShardConnectionError(`${destination.name}: ${reply.message}`)
+      destination.onHardFailure(error)
+      throw error
+    }
+    throw new ShardErrorReply(destination.name, reply.message)
+  }
   return reply
 }
 

@@ -19,6 +19,8 @@ export interface CommandContext {
   config(): Record<string, string>
   /** Close the connection once the replies so far are written. */
   quit(): void
+  /** SL.SYNC: the connection becomes a replication feed (replication-source.ts) from here on. */
+  replicate(args: Buffer[]): void
 }
 
 /** An error reply; the connection stays open. */
@@ -29,6 +31,8 @@ interface CommandSpec {
   name: string
   /** Redis convention: n = exactly n arguments (name included), -n = at least n. */
   arity: number
+  /** Answered while the shard warms up; every other command gets -LOADING until it is ready. */
+  whileLoading?: boolean
   run(ctx: CommandContext, args: Buffer[]): void
 }
 
@@ -52,17 +56,20 @@ const COMMAND_TABLE: Array<[string, Omit<CommandSpec, 'name'>]> = [
   ['pttl', { arity: 2, run: (ctx, args) => ctx.writer.integer(ctx.store.remainingTtl(key(ctx, args[1]))) }],
   ['ping', { arity: -1, run: runPing }],
   ['echo', { arity: 2, run: (ctx, args) => ctx.writer.bulk(args[1]) }],
-  ['info', { arity: -1, run: (ctx, args) => ctx.writer.bulkText(ctx.info(args.slice(1).map((a) => a.toString('latin1').toLowerCase()))) }],
+  ['info', { arity: -1, whileLoading: true, run: (ctx, args) => ctx.writer.bulkText(ctx.info(args.slice(1).map((a) => a.toString('latin1').toLowerCase()))) }],
   ['dbsize', { arity: 1, run: (ctx) => ctx.writer.integer(ctx.store.size) }],
   ['flushall', { arity: -1, run: runFlush }],
   ['flushdb', { arity: -1, run: runFlush }],
-  ['quit', { arity: -1, run: (ctx) => { ctx.writer.simple('OK'); ctx.quit() } }],
+  ['quit', { arity: -1, whileLoading: true, run: (ctx) => { ctx.writer.simple('OK'); ctx.quit() } }],
   ['select', { arity: 2, run: runSelect }],
-  ['config', { arity: -2, run: runConfig }],
-  ['client', { arity: -2, run: (ctx) => ctx.writer.simple('OK') }],
-  ['command', { arity: -1, run: (ctx) => ctx.writer.arrayHeader(0) }],
+  ['config', { arity: -2, whileLoading: true, run: runConfig }],
+  ['client', { arity: -2, whileLoading: true, run: (ctx) => ctx.writer.simple('OK') }],
+  ['command', { arity: -1, whileLoading: true, run: (ctx) => ctx.writer.arrayHeader(0) }],
   ['sl.setv', { arity: -4, run: runSetVersioned }],
   ['sl.getv', { arity: 2, run: runGetVersioned }],
+  ['sl.delv', { arity: 3, run: runDeleteVersioned }],
+  ['sl.sync', { arity: -3, whileLoading: true, run: (ctx, args) => ctx.replicate(args) }],
+  ['sl.digest', { arity: 1, whileLoading: true, run: runDigest }],
 ]
 
 /** Commands by name, lower- and upper-case, so the usual spellings need no case folding. */
@@ -196,6 +203,23 @@ function runSetVersioned(ctx: CommandContext, args: Buffer[]): void {
   if (options.condition || options.keepTtl) throw new CommandError(SYNTAX)
   const result = ctx.store.set(key(ctx, args[1]), checkValue(ctx, args[2]), { ...options, version })
   ctx.writer.integer(result === 'stored' ? 1 : 0)
+}
+
+// SL.DELV key version: deletes with a version, leaving a tombstone so that no older write can
+// bring the key back. :1 when a live value was deleted, :0 otherwise.
+function runDeleteVersioned(ctx: CommandContext, args: Buffer[]): void {
+  const version = parseInteger(args[2])
+  if (version <= 0) throw new CommandError('ERR version must be a positive integer')
+  ctx.writer.integer(ctx.store.deleteVersioned(key(ctx, args[1]), version) === 'deleted' ? 1 : 0)
+}
+
+// SL.DIGEST: [live keys, sha1 over every key, version, flags and value]; equal digests on a
+// primary and its replica mean they hold the same data.
+function runDigest(ctx: CommandContext): void {
+  const { items, sha1 } = ctx.store.digest()
+  ctx.writer.arrayHeader(2)
+  ctx.writer.integer(items)
+  ctx.writer.bulkText(sha1)
 }
 
 // SL.GETV key: [value, version, flags, pttl] or a null reply for a missing key.

@@ -6,6 +6,7 @@ import { parseByteSize } from '../common/byte-size.ts'
 import { ConfigError, compileSchema, parseYaml, validateOrThrow } from '../common/validate.ts'
 import { EVICTION_POLICIES, type EvictionPolicy } from './store.ts'
 import type { RespServerLimits } from './resp-server.ts'
+import type { ReplicationSettings } from './replication.ts'
 
 export interface ShardConfig {
   name: string
@@ -16,11 +17,17 @@ export interface ShardConfig {
   policy: EvictionPolicy
   limits: RespServerLimits
   sweep: { intervalMs: number; batch: number }
+  tombstoneTtlMs: number
+  replication: ReplicationSettings
 }
 
-type RawShardConfig = Omit<ShardConfig, 'maxMemory'> & { maxMemory: string | number }
+type RawShardConfig = Omit<ShardConfig, 'maxMemory' | 'replication'> & {
+  maxMemory: string | number
+  replication: Omit<ReplicationSettings, 'backlogBytes' | 'maxPeerBufferBytes'> & { backlogBytes: string | number; maxPeerBufferBytes: string | number }
+}
 
 const port = { type: 'integer', minimum: 0, maximum: 65535 }
+const peerAddress = { type: 'string', pattern: '^[^\\s:]+:\\d{1,5}$', description: 'must be host:port' }
 const schema = {
   type: 'object',
   additionalProperties: false,
@@ -51,6 +58,21 @@ const schema = {
         batch: { type: 'integer', minimum: 1, default: 2000 },
       },
     },
+    tombstoneTtlMs: { type: 'integer', minimum: 1, default: 60_000 },
+    replication: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        replicaOf: { anyOf: [peerAddress, { type: 'null' }], default: null },
+        replicas: { type: 'array', items: peerAddress, default: [] },
+        backlogBytes: { type: ['string', 'integer'], default: '32mb' },
+        maxPeerBufferBytes: { type: ['string', 'integer'], default: '256mb' },
+        warmupTimeoutMs: { type: 'integer', minimum: 0, default: 10_000 },
+        timeoutMs: { type: 'integer', minimum: 100, default: 5000 },
+        heartbeatMs: { type: 'integer', minimum: 10, default: 100 },
+      },
+    },
   },
 }
 const validate = compileSchema<RawShardConfig>(schema)
@@ -65,6 +87,9 @@ export const SHARD_USAGE = `shardline shard [options]
   --max-memory <size> memory budget for keys, values and overhead: bytes, or 64mb, 4gb (default 64mb)
   --policy <p>        eviction policy: lru (default), fifo or lfu
   --name <name>       shard name shown in logs, metrics and INFO (default shard)
+  --replicaof <host:port>  be a replica of the primary at that data address
+  --replicas <host:port,...>  be a primary with these replicas: writes they take during a
+                      failover flow back, and an empty start warms up from one of them
   --config <file>     YAML file with the same settings (flags win)`
 
 export function loadShardConfig(argv: string[]): ShardConfig {
@@ -78,6 +103,8 @@ export function loadShardConfig(argv: string[]): ShardConfig {
       'max-memory': { type: 'string' },
       policy: { type: 'string' },
       name: { type: 'string' },
+      replicaof: { type: 'string' },
+      replicas: { type: 'string' },
     },
     strict: true,
   })
@@ -100,15 +127,28 @@ export function loadShardConfig(argv: string[]): ShardConfig {
   flag('max-memory', 'maxMemory')
   flag('policy', 'policy')
   flag('name', 'name')
+  const replicationFlags = { ...(merged.replication as Record<string, unknown> | undefined) }
+  if (values.replicaof !== undefined) replicationFlags.replicaOf = values.replicaof
+  if (values.replicas !== undefined) replicationFlags.replicas = values.replicas.split(',').filter((peer) => peer !== '')
+  if (values.replicaof !== undefined || values.replicas !== undefined) merged.replication = replicationFlags
   const raw = validateOrThrow(validate, merged, where)
-  let maxMemory: number
-  try {
-    maxMemory = parseByteSize(raw.maxMemory)
-  } catch (error) {
-    throw new ConfigError(`maxMemory: ${(error as Error).message}`)
-  }
+  const maxMemory = byteSize('maxMemory', raw.maxMemory)
   if (maxMemory < MIN_MEMORY) throw new ConfigError(`maxMemory: ${maxMemory} bytes is below the minimum of 4mb`)
-  return { ...raw, maxMemory }
+  const replication = {
+    ...raw.replication,
+    backlogBytes: byteSize('replication.backlogBytes', raw.replication.backlogBytes),
+    maxPeerBufferBytes: byteSize('replication.maxPeerBufferBytes', raw.replication.maxPeerBufferBytes),
+  }
+  if (replication.replicaOf && replication.replicas.length > 0) throw new ConfigError('replication: a shard is either a replica (replicaOf) or a primary with replicas, not both')
+  return { ...raw, maxMemory, replication }
+}
+
+function byteSize(path: string, value: string | number): number {
+  try {
+    return parseByteSize(value)
+  } catch (error) {
+    throw new ConfigError(`${path}: ${(error as Error).message}`)
+  }
 }
 
 function toPort(flagName: string): (text: string) => number {

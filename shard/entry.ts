@@ -1,11 +1,15 @@
 // The in-memory form of one stored entry: a single latin1 string of an 18-byte header
-// (version, expiry, flags) followed by the value's bytes.
+// (version, tombstone mark, expiry, flags) followed by the value's bytes.
 
 // Why a packed string: a JS object per entry plus boxed doubles and a Buffer costs about
 // 150 bytes more per item than one flat one-byte string, and per-item memory is what decides
 // how many items a shard holds (see bench/RESULTS.md, "memory per item").
 
 const VERSION_OFFSET = 0
+// Versions are safe integers (53 bits), so the version field's top byte is free for the mark
+// that says the entry is a tombstone: a delete remembered with its version.
+const MARK_OFFSET = 7
+const TOMBSTONE_MARK = 1
 const EXPIRES_OFFSET = 8
 const FLAGS_OFFSET = 14
 export const ENTRY_HEADER_BYTES = 18
@@ -15,6 +19,8 @@ export interface EntryMeta {
   /** Absolute expiry in epoch milliseconds; 0 = never. */
   expiresAt: number
   flags: number
+  /** A deleted key's version, kept so that an older write cannot bring the key back. */
+  tombstone?: boolean
 }
 
 const scratch = Buffer.allocUnsafe(ENTRY_HEADER_BYTES)
@@ -40,12 +46,17 @@ export function repackEntry(packed: string, meta: EntryMeta): string {
 function writeHeader(out: Buffer, meta: EntryMeta): void {
   out.writeUInt32LE(meta.version % 0x100000000, VERSION_OFFSET)
   out.writeUInt32LE(Math.floor(meta.version / 0x100000000), VERSION_OFFSET + 4)
+  out[MARK_OFFSET] = meta.tombstone ? TOMBSTONE_MARK : 0
   out.writeUIntLE(meta.expiresAt, EXPIRES_OFFSET, 6)
   out.writeUInt32LE(meta.flags >>> 0, FLAGS_OFFSET)
 }
 
 export function entryVersion(packed: string): number {
-  return readUInt(packed, VERSION_OFFSET, 4) + readUInt(packed, VERSION_OFFSET + 4, 4) * 0x100000000
+  return readUInt(packed, VERSION_OFFSET, 4) + readUInt(packed, VERSION_OFFSET + 4, 3) * 0x100000000
+}
+
+export function entryIsTombstone(packed: string): boolean {
+  return (packed.charCodeAt(MARK_OFFSET) & TOMBSTONE_MARK) !== 0
 }
 
 export function entryExpiresAt(packed: string): number {

@@ -8,6 +8,7 @@ import { RespProtocolError, RespRequestParser, type RespLimits } from '../common
 import { RespWriter } from '../common/resp-writer.ts'
 import { COMMANDS, CommandError, type CommandContext, type CommandLimits } from './commands.ts'
 import type { ConnectionStats, ShardMetrics } from './metrics.ts'
+import type { Replication } from './replication.ts'
 import type { Store } from './store.ts'
 
 export interface RespServerLimits extends CommandLimits {
@@ -25,6 +26,7 @@ export interface RespServerOptions {
   connections: ConnectionStats
   info(sections: string[]): string
   config(): Record<string, string>
+  replication: Pick<Replication, 'attach' | 'warmingUp'>
 }
 
 /** One command in this many is timed for the latency histogram (a power of two). */
@@ -77,6 +79,8 @@ export class RespServer {
     const parser = new RespRequestParser(this.parserLimits)
     const writer = new RespWriter()
     let closing = false
+    // Set once the peer sent SL.SYNC: from then on the socket carries replication, not commands.
+    let replicationFeed: ((args: Buffer[]) => void) | null = null
     const context: CommandContext = {
       store,
       writer,
@@ -86,9 +90,18 @@ export class RespServer {
       quit: () => {
         closing = true
       },
+      replicate: (args) => {
+        // Replies already produced for this read go first; the feed writes to the socket itself.
+        writer.writeTo(socket)
+        replicationFeed = this.options.replication.attach(socket, args)
+      },
     }
     const execute = (args: Buffer[]): void => {
       if (closing) return
+      if (replicationFeed) {
+        replicationFeed(args)
+        return
+      }
       this.totalCommands++
       const raw = args[0].toString('latin1')
       const name = COMMANDS.has(raw) ? raw : raw.toLowerCase()
@@ -103,6 +116,7 @@ export class RespServer {
         if (spec.arity > 0 ? args.length !== spec.arity : args.length < -spec.arity) {
           throw new CommandError(`ERR wrong number of arguments for '${spec.name}' command`)
         }
+        if (this.options.replication.warmingUp && !spec.whileLoading) throw new CommandError('LOADING shardline shard is warming up from its replicas')
         spec.run(context, args)
         instruments.ok++
       } catch (error) {
@@ -127,7 +141,7 @@ export class RespServer {
         socket.end()
         return
       }
-      if (socket.writableLength > limits.maxOutputBufferBytes) {
+      if (replicationFeed === null && socket.writableLength > limits.maxOutputBufferBytes) {
         this.connections.dropped.output_buffer++
         log.warn({ remote: socket.remoteAddress, bytes: socket.writableLength }, 'closing RESP connection: client is not reading its replies')
         socket.destroy()

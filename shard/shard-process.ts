@@ -1,5 +1,5 @@
-// Assembles one shard: the store, its RESP server, the admin HTTP server and the expiry sweep;
-// starts them, reports their addresses, and shuts them down gracefully.
+// Assembles one shard: the store, replication, its RESP server, the admin HTTP server and the
+// expiry sweep; starts them, reports their addresses, and shuts them down gracefully.
 import type { AddressInfo } from 'node:net'
 import type { Logger } from '../common/logger.ts'
 import { VERSION } from '../common/version.ts'
@@ -7,12 +7,15 @@ import { createAdminServer } from './admin.ts'
 import type { ShardConfig } from './config.ts'
 import { renderInfo } from './info.ts'
 import { ShardMetrics } from './metrics.ts'
+import { Replication } from './replication.ts'
+import { registerReplicationMetrics } from './replication-metrics.ts'
 import { RespServer } from './resp-server.ts'
 import { Store } from './store.ts'
 
 export interface RunningShard {
   config: ShardConfig
   store: Store
+  replication: Replication
   data: AddressInfo
   admin: AddressInfo
   /** Stops accepting, answers what is in flight, and closes within graceMs. */
@@ -21,12 +24,14 @@ export interface RunningShard {
 
 export async function startShard(config: ShardConfig, log: Logger): Promise<RunningShard> {
   const startedAt = Date.now()
-  const store = new Store({ maxMemory: config.maxMemory, policy: config.policy })
-  let closing = false
+  const store = new Store({ maxMemory: config.maxMemory, policy: config.policy, tombstoneTtlMs: config.tombstoneTtlMs })
   let dataPort = config.port
+  const replication = new Replication(config.replication, store, log, () => `${config.name}@${config.host}:${dataPort}`, config.limits.maxValueBytes)
+  let closing = false
   // The metrics read the server's connection counts, and the server reports into the metrics.
   const connections = { current: 0, total: 0, dropped: { output_buffer: 0, protocol_error: 0 } }
   const metrics = new ShardMetrics(config.name, store, connections)
+  registerReplicationMetrics(metrics.registry, replication)
   const resp: RespServer = new RespServer({
     store,
     limits: config.limits,
@@ -35,6 +40,7 @@ export async function startShard(config: ShardConfig, log: Logger): Promise<Runn
     connections,
     info: (sections) => renderInfo({ name: config.name, version: VERSION, port: dataPort, startedAt, store, connections, totalCommands: () => resp.totalCommands }, sections),
     config: () => ({ maxmemory: String(config.maxMemory), 'maxmemory-policy': `allkeys-${config.policy}` }),
+    replication,
   })
   const stats = () => ({
     name: config.name,
@@ -42,6 +48,7 @@ export async function startShard(config: ShardConfig, log: Logger): Promise<Runn
     uptimeSeconds: Math.floor((Date.now() - startedAt) / 1000),
     policy: store.policy,
     items: store.size,
+    tombstones: store.tombstoneCount,
     expiringItems: store.expiringKeys,
     storedBytes: store.bytes,
     maxMemory: store.maxMemory,
@@ -49,23 +56,27 @@ export async function startShard(config: ShardConfig, log: Logger): Promise<Runn
     commandsProcessed: resp.totalCommands,
     connections: { ...connections, dropped: { ...connections.dropped } },
     memory: process.memoryUsage(),
+    replication: replication.stats(),
   })
-  const admin = createAdminServer({ store, metrics, limits: config.limits, log, stats, ready: () => !closing })
+  const admin = createAdminServer({ store, metrics, limits: config.limits, log, stats, ready: () => !closing && !replication.warmingUp })
   const data = await resp.listen(config.port, config.host)
   dataPort = data.port
   await admin.listen({ port: config.adminPort, host: config.host })
   const adminAddress = admin.server.address() as AddressInfo
   const sweeper = setInterval(() => store.sweep(config.sweep.batch), config.sweep.intervalMs)
   sweeper.unref()
+  replication.start()
   log.info({ name: config.name, data: `${data.address}:${data.port}`, admin: `${adminAddress.address}:${adminAddress.port}`, maxMemory: config.maxMemory, policy: config.policy }, 'shard started')
   return {
     config,
     store,
+    replication,
     data,
     admin: adminAddress,
     async close(graceMs = 4000) {
       closing = true
       clearInterval(sweeper)
+      replication.close()
       await Promise.all([resp.close(graceMs), admin.close()])
     },
   }

@@ -1,5 +1,6 @@
 // The shard's key-value store: lru-cache under a hard byte budget, with per-entry TTL,
-// versions, flags, and the lru / fifo / lfu eviction policies. Knows nothing of the network.
+// versions, tombstones, flags, and the lru / fifo / lfu eviction policies. Knows nothing of the network.
+import { createHash } from 'node:crypto'
 import { LRUCache } from 'lru-cache'
 import { CountMinSketch } from '../common/count-min-sketch.ts'
 import { HybridLogicalClock } from '../common/hlc.ts'
@@ -7,6 +8,7 @@ import { ExpiryIndex } from './expiry-index.ts'
 import {
   entryExpiresAt,
   entryFlags,
+  entryIsTombstone,
   entryValue,
   entryVersion,
   packEntry,
@@ -27,7 +29,20 @@ export interface StoreOptions {
   policy?: EvictionPolicy
   /** Epoch milliseconds; tests pass a controllable clock. */
   now?: () => number
+  /** How long a deleted key's version is remembered, so that an older write cannot revive it. */
+  tombstoneTtlMs?: number
 }
+
+/** Told of every change a replica must see (replication sets it; null when nobody listens). */
+export interface StoreChangeListener {
+  /** key now holds packed: a value or a tombstone. */
+  written(key: string, packed: string): void
+  /** The byte budget pushed key out. */
+  evicted(key: string, packed: string): void
+  flushed(): void
+}
+
+export const DEFAULT_TOMBSTONE_TTL_MS = 60_000
 
 export interface WriteOptions {
   /** Time to live in milliseconds; absent or 0 = no expiry. */
@@ -42,6 +57,7 @@ export interface WriteOptions {
 }
 
 export type WriteResult = 'stored' | 'condition-failed' | 'stale' | 'rejected'
+export type DeleteResult = 'deleted' | 'absent' | 'stale'
 
 export class StoreError extends Error {}
 
@@ -57,17 +73,21 @@ export interface StoreStats {
 export class Store {
   readonly maxMemory: number
   readonly policy: EvictionPolicy
+  readonly tombstoneTtlMs: number
+  changes: StoreChangeListener | null = null
   readonly stats: StoreStats = { hits: 0, misses: 0, evictions: 0, expiredOnRead: 0, expiredBySweep: 0, admissionsRejected: 0 }
   private readonly now: () => number
   private readonly clock: HybridLogicalClock
   private readonly cache: LRUCache<string, string>
   private readonly expiries: ExpiryIndex
   private readonly frequency: CountMinSketch | null
+  private tombstones = 0
 
   constructor(options: StoreOptions) {
     this.maxMemory = options.maxMemory
     this.policy = options.policy ?? 'lru'
     this.now = options.now ?? Date.now
+    this.tombstoneTtlMs = options.tombstoneTtlMs ?? DEFAULT_TOMBSTONE_TTL_MS
     this.clock = new HybridLogicalClock(this.now)
     this.expiries = new ExpiryIndex(100, this.now())
     this.cache = new LRUCache<string, string>({
@@ -75,7 +95,12 @@ export class Store {
       sizeCalculation: (packed, key) => entryCost(key, packed),
       dispose: (packed, key, reason) => {
         this.expiries.remove(key, entryExpiresAt(packed))
-        if (reason === 'evict') this.stats.evictions++
+        if (entryIsTombstone(packed)) {
+          this.tombstones--
+        } else if (reason === 'evict') {
+          this.stats.evictions++
+          this.changes?.evicted(key, packed)
+        }
       },
     })
     // TinyLFU sizing: about one counter per entry the budget can hold, aged every 10x that.
@@ -83,8 +108,13 @@ export class Store {
     this.frequency = this.policy === 'lfu' ? new CountMinSketch({ width, depth: 4, decayAfter: width * 10 }) : null
   }
 
+  /** Live keys (tombstones are not keys). */
   get size(): number {
-    return this.cache.size
+    return this.cache.size - this.tombstones
+  }
+
+  get tombstoneCount(): number {
+    return this.tombstones
   }
 
   /** Live keys that carry a TTL (INFO's expires=). */
@@ -101,7 +131,7 @@ export class Store {
   get(key: string): string | undefined {
     this.frequency?.increment(key)
     const packed = this.policy === 'fifo' ? this.cache.peek(key) : this.cache.get(key)
-    if (packed === undefined || this.expireIfDue(key, packed)) {
+    if (packed === undefined || entryIsTombstone(packed) || this.expireIfDue(key, packed)) {
       this.stats.misses++
       return undefined
     }
@@ -111,6 +141,12 @@ export class Store {
 
   /** The live packed entry without touching stats or eviction order (TTL, EXISTS, replication). */
   peek(key: string): string | undefined {
+    const packed = this.peekEntry(key)
+    return packed === undefined || entryIsTombstone(packed) ? undefined : packed
+  }
+
+  /** Like peek, but a tombstone is returned too: what versioned writes compare against. */
+  peekEntry(key: string): string | undefined {
     const packed = this.cache.peek(key)
     if (packed === undefined || this.expireIfDue(key, packed)) return undefined
     return packed
@@ -119,9 +155,10 @@ export class Store {
   set(key: string, value: Buffer | string, options: WriteOptions = {}): WriteResult {
     // A plain write under lru or fifo needs nothing from the current entry: skip the lookup.
     const needsCurrent = options.condition !== undefined || options.version !== undefined || options.keepTtl || this.frequency !== null
-    const current = needsCurrent ? this.peek(key) : undefined
-    if (options.condition === 'nx' && current !== undefined) return 'condition-failed'
-    if (options.condition === 'xx' && current === undefined) return 'condition-failed'
+    const current = needsCurrent ? this.peekEntry(key) : undefined
+    const live = current === undefined || entryIsTombstone(current) ? undefined : current
+    if (options.condition === 'nx' && live !== undefined) return 'condition-failed'
+    if (options.condition === 'xx' && live === undefined) return 'condition-failed'
     let version: number
     if (options.version !== undefined) {
       if (current !== undefined && entryVersion(current) >= options.version) return 'stale'
@@ -131,19 +168,56 @@ export class Store {
       version = this.clock.next()
     }
     let expiresAt = 0
-    if (options.keepTtl && current !== undefined) expiresAt = entryExpiresAt(current)
+    if (options.keepTtl && live !== undefined) expiresAt = entryExpiresAt(live)
     else if (options.ttlMs) expiresAt = this.now() + options.ttlMs
     const packed = packEntry(value, { version, expiresAt, flags: options.flags ?? 0 })
-    if (current === undefined && !this.admit(key, packed)) return 'rejected'
-    this.cache.set(key, packed)
-    this.expiries.add(key, expiresAt)
+    if (live === undefined && !this.admit(key, packed)) return 'rejected'
+    this.put(key, packed, expiresAt)
     return 'stored'
   }
 
   delete(key: string): boolean {
     const existed = this.peek(key) !== undefined
-    this.cache.delete(key)
+    if (existed) this.putTombstone(key, this.clock.next())
     return existed
+  }
+
+  /**
+   * A delete from elsewhere (router, primary) with its version: leaves a tombstone unless the
+   * stored entry is as new or newer, so a write older than the delete cannot revive the key.
+   */
+  deleteVersioned(key: string, version: number): DeleteResult {
+    const current = this.peekEntry(key)
+    if (current !== undefined && entryVersion(current) >= version) return 'stale'
+    this.clock.observe(version)
+    this.putTombstone(key, version)
+    return current === undefined || entryIsTombstone(current) ? 'absent' : 'deleted'
+  }
+
+  /** Removes key if its entry is no newer than version: a primary's eviction, replayed. */
+  dropIfNotNewer(key: string, version: number): boolean {
+    const current = this.cache.peek(key)
+    if (current === undefined || entryVersion(current) > version) return false
+    this.cache.delete(key)
+    return true
+  }
+
+  /** Every key held now, tombstones included (a full sync walks this list while writes go on). */
+  keyList(): string[] {
+    return [...this.cache.keys()]
+  }
+
+  /** An order-independent digest of every live key, version, flags and value. */
+  digest(): { items: number; sha1: string } {
+    const sum = Buffer.alloc(20)
+    let items = 0
+    for (const [key, packed] of this.cache.entries()) {
+      if (entryIsTombstone(packed) || this.isExpired(packed)) continue
+      const hash = createHash('sha1').update(key, 'latin1').update('\0').update(`${entryVersion(packed)}:${entryFlags(packed)}`).update('\0').update(entryValue(packed), 'latin1').digest()
+      for (let i = 0; i < sum.length; i++) sum[i] ^= hash[i]
+      items++
+    }
+    return { items, sha1: sum.toString('hex') }
   }
 
   /** Sets a key's TTL; a TTL of 0 or less deletes it, as Redis does. False if the key is absent. */
@@ -177,8 +251,7 @@ export class Store {
     const expiresAt = current === undefined ? 0 : entryExpiresAt(current)
     const flags = current === undefined ? 0 : entryFlags(current)
     const packed = packEntry(result.toString(), { version: this.clock.next(), expiresAt, flags })
-    this.cache.set(key, packed)
-    this.expiries.add(key, expiresAt)
+    this.put(key, packed, expiresAt)
     return result
   }
 
@@ -186,6 +259,7 @@ export class Store {
     this.cache.clear()
     this.expiries.clear()
     this.frequency?.clear()
+    this.changes?.flushed()
   }
 
   /** Removes up to limit expired entries; returns how many were removed. */
@@ -198,7 +272,7 @@ export class Store {
       if (packed === undefined || expiresAt === 0) continue
       if (expiresAt <= now) {
         this.cache.delete(key)
-        this.stats.expiredBySweep++
+        if (!entryIsTombstone(packed)) this.stats.expiredBySweep++
         removed++
       } else {
         this.expiries.add(key, expiresAt)
@@ -207,18 +281,34 @@ export class Store {
     return removed
   }
 
-  private expireIfDue(key: string, packed: string): boolean {
+  private isExpired(packed: string): boolean {
     const expiresAt = entryExpiresAt(packed)
-    if (expiresAt === 0 || expiresAt > this.now()) return false
+    return expiresAt !== 0 && expiresAt <= this.now()
+  }
+
+  private expireIfDue(key: string, packed: string): boolean {
+    if (!this.isExpired(packed)) return false
     this.cache.delete(key)
-    this.stats.expiredOnRead++
+    if (!entryIsTombstone(packed)) this.stats.expiredOnRead++
     return true
   }
 
   private rewriteMeta(key: string, packed: string, expiresAt: number): void {
     const rewritten = repackEntry(packed, { version: this.clock.next(), expiresAt, flags: entryFlags(packed) })
-    this.cache.set(key, rewritten)
+    this.put(key, rewritten, expiresAt)
+  }
+
+  private putTombstone(key: string, version: number): void {
+    const expiresAt = this.now() + this.tombstoneTtlMs
+    this.put(key, packEntry('', { version, expiresAt, flags: 0, tombstone: true }), expiresAt)
+  }
+
+  // Every write lands here: the tombstone count, the expiry index and replication stay in step.
+  private put(key: string, packed: string, expiresAt: number): void {
+    if (entryIsTombstone(packed)) this.tombstones++
+    this.cache.set(key, packed)
     this.expiries.add(key, expiresAt)
+    this.changes?.written(key, packed)
   }
 
   // TinyLFU admission: when a new entry would force an eviction, it gets in only if it has

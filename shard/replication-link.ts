@@ -1,0 +1,263 @@
+// The receiving end of replication: connects to a peer's data port, asks to continue from its
+// offset, applies the snapshot and the log through versioned writes, acknowledges, reconnects.
+import net from 'node:net'
+import type { Logger } from '../common/logger.ts'
+import { RespProtocolError, RespRequestParser } from '../common/resp-request-parser.ts'
+import { RespWriter } from '../common/resp-writer.ts'
+import {
+  ACK, CONTINUE, DELETE_VERSIONED, DROP, FLUSH, FULLSYNC, HEARTBEAT, SET_VERSIONED, SNAPSHOT_DONE,
+  SNAPSHOT_TOMBSTONE, SNAPSHOT_VALUE, SYNC, command,
+} from './replication-wire.ts'
+import type { Store, WriteOptions } from './store.ts'
+
+export interface LinkOptions {
+  /** host:port of the peer's data port. */
+  peer: string
+  /** upstream: this shard is the peer's replica. write-back: the peer is this primary's replica. */
+  direction: 'upstream' | 'write-back'
+  /** How this shard names itself to the peer (its logs and /stats show it), once it listens. */
+  selfName(): string
+  store: Store
+  /** Runs apply with the store's change recorder muted or not, as the direction needs. */
+  applying(apply: () => void): void
+  timeoutMs: number
+  maxValueBytes: number
+  log: Logger
+  /** Called when a full snapshot from the peer has been applied. */
+  onSnapshotApplied(): void
+}
+
+/** At most one acknowledgement per this many ms (plus one per heartbeat). */
+const ACK_INTERVAL_MS = 2
+const RECONNECT_MIN_MS = 100
+const RECONNECT_MAX_MS = 2000
+
+export class LinkError extends Error {}
+
+export class ReplicationLink {
+  readonly options: LinkOptions
+  state: 'connecting' | 'snapshot' | 'streaming' = 'connecting'
+  readonly counts = { fullSyncs: 0, partialSyncs: 0, dropped: 0, opsApplied: 0, snapshotRecords: 0 }
+  lastFullSync: { records: number; seconds: number } | null = null
+  private replid = '?'
+  private offset = -1
+  private headSeen = 0
+  private behindSince: number | null = null
+  private sourceLagBytes = 0
+  private socket: net.Socket | null = null
+  private closed = false
+  private backoffMs = RECONNECT_MIN_MS
+  private reconnectTimer: NodeJS.Timeout | null = null
+  private ackTimer: NodeJS.Timeout | null = null
+  private lastAckAt = 0
+  private ackedOffset = -1
+  private snapshotStartedAt = 0
+  private wasConnected = false
+
+  constructor(options: LinkOptions) {
+    this.options = options
+  }
+
+  start(): void {
+    this.connect()
+  }
+
+  close(): void {
+    this.closed = true
+    if (this.reconnectTimer) clearTimeout(this.reconnectTimer)
+    if (this.ackTimer) clearTimeout(this.ackTimer)
+    this.socket?.destroy()
+  }
+
+  /** Lag as this end sees it: ops and seconds behind the newest head the peer announced. */
+  lag(): { ops: number; bytes: number; seconds: number } {
+    const ops = Math.max(0, this.headSeen - this.offset)
+    const seconds = this.behindSince === null ? 0 : (Date.now() - this.behindSince) / 1000
+    return { ops, bytes: this.sourceLagBytes, seconds }
+  }
+
+  describe(): Record<string, unknown> {
+    return { peer: this.options.peer, direction: this.options.direction, state: this.state, replid: this.replid, offset: this.offset, lag: this.lag(), ...this.counts, lastFullSync: this.lastFullSync }
+  }
+
+  private connect(): void {
+    const [host, port] = splitAddress(this.options.peer)
+    const socket = net.connect({ host, port, noDelay: true })
+    this.socket = socket
+    const parser = new RespRequestParser({ maxBulkBytes: this.options.maxValueBytes + 64 * 1024, maxArrayLength: 16, maxInlineBytes: 64 * 1024 })
+    socket.setTimeout(this.options.timeoutMs)
+    socket.on('connect', () => {
+      const writer = new RespWriter()
+      command(writer, SYNC, [this.replid, String(this.offset), this.options.selfName()])
+      writer.writeTo(socket)
+    })
+    socket.on('data', (chunk: Buffer) => {
+      try {
+        parser.push(chunk, (args) => this.handle(args))
+      } catch (error) {
+        if (!(error instanceof LinkError || error instanceof RespProtocolError)) throw error
+        this.options.log.warn({ peer: this.options.peer, direction: this.options.direction, error: error.message }, 'replication link dropped: the peer sent something that is not replication; reconnecting for a full resync')
+        this.counts.dropped++
+        this.replid = '?'
+        socket.destroy()
+        return
+      }
+      this.acknowledge(false)
+    })
+    socket.on('timeout', () => {
+      this.options.log.warn({ peer: this.options.peer, direction: this.options.direction, timeoutMs: this.options.timeoutMs }, 'replication link silent for too long; reconnecting')
+      socket.destroy()
+    })
+    socket.on('error', () => socket.destroy())
+    socket.on('close', () => this.disconnected(socket))
+  }
+
+  private disconnected(socket: net.Socket): void {
+    if (this.socket !== socket) return
+    this.socket = null
+    if (this.state !== 'connecting' || this.wasConnected) {
+      this.options.log.warn({ peer: this.options.peer, direction: this.options.direction, offset: this.offset }, 'replication link lost; reconnecting')
+    }
+    this.state = 'connecting'
+    this.wasConnected = false
+    if (this.closed) return
+    const delay = this.backoffMs * (0.5 + Math.random())
+    this.backoffMs = Math.min(RECONNECT_MAX_MS, this.backoffMs * 2)
+    this.reconnectTimer = setTimeout(() => this.connect(), delay)
+  }
+
+  private handle(args: Buffer[]): void {
+    const name = args[0].toString('latin1')
+    const { store } = this.options
+    switch (name) {
+      case SET_VERSIONED:
+        this.applyOp(() => store.set(text(args, 1), bytes(args, 2), { ...parseSetOptions(args), version: integer(args, 3) }))
+        return
+      case DELETE_VERSIONED:
+        this.applyOp(() => store.deleteVersioned(text(args, 1), integer(args, 2)))
+        return
+      case DROP:
+        this.applyOp(() => store.dropIfNotNewer(text(args, 1), integer(args, 2)))
+        return
+      case FLUSH:
+        this.applyOp(() => store.clear())
+        return
+      case SNAPSHOT_VALUE: {
+        const pttl = integer(args, 4)
+        this.counts.snapshotRecords++
+        this.options.applying(() => store.set(text(args, 1), bytes(args, 2), { version: integer(args, 3), ttlMs: pttl > 0 ? pttl : undefined, flags: integer(args, 5) }))
+        return
+      }
+      case SNAPSHOT_TOMBSTONE:
+        this.counts.snapshotRecords++
+        this.options.applying(() => store.deleteVersioned(text(args, 1), integer(args, 2)))
+        return
+      case HEARTBEAT:
+        this.headSeen = Math.max(this.headSeen, integer(args, 1))
+        this.sourceLagBytes = integer(args, 2)
+        this.trackBehind()
+        this.acknowledge(true)
+        return
+      case FULLSYNC:
+      case CONTINUE:
+        this.synced(name, text(args, 1), integer(args, 2))
+        return
+      case SNAPSHOT_DONE: {
+        const seconds = (Date.now() - this.snapshotStartedAt) / 1000
+        this.lastFullSync = { records: integer(args, 1), seconds }
+        this.state = 'streaming'
+        this.options.log.info({ peer: this.options.peer, direction: this.options.direction, records: this.lastFullSync.records, seconds }, 'full resync applied')
+        this.options.onSnapshotApplied()
+        return
+      }
+      default:
+        throw new LinkError(`unexpected ${JSON.stringify(name.slice(0, 64))}`)
+    }
+  }
+
+  private synced(kind: string, replid: string, offset: number): void {
+    if (this.state !== 'connecting') throw new LinkError(`${kind} in the middle of a stream`)
+    this.wasConnected = true
+    this.backoffMs = RECONNECT_MIN_MS
+    this.replid = replid
+    this.offset = offset
+    this.headSeen = Math.max(offset, 0)
+    if (kind === FULLSYNC) {
+      this.counts.fullSyncs++
+      this.state = 'snapshot'
+      this.snapshotStartedAt = Date.now()
+    } else {
+      this.counts.partialSyncs++
+      this.state = 'streaming'
+    }
+    this.options.log.info({ peer: this.options.peer, direction: this.options.direction, replid, offset, kind: kind === FULLSYNC ? 'full' : 'partial' }, 'replication link synced')
+  }
+
+  private applyOp(apply: () => void): void {
+    if (this.state === 'connecting') throw new LinkError('a log op before SL.FULLSYNC or SL.CONTINUE')
+    this.options.applying(apply)
+    this.offset++
+    this.counts.opsApplied++
+    if (this.offset > this.headSeen) this.headSeen = this.offset
+    this.trackBehind()
+  }
+
+  private trackBehind(): void {
+    if (this.offset >= this.headSeen) this.behindSince = null
+    else this.behindSince ??= Date.now()
+  }
+
+  // Acknowledges the offset reached, at most once per ACK_INTERVAL_MS (a trailing timer sends
+  // the last one), and always when asked by a heartbeat so the source knows the link is alive.
+  private acknowledge(always: boolean): void {
+    const socket = this.socket
+    if (socket === null || this.offset < 0 || this.state === 'connecting') return
+    if (!always && this.offset === this.ackedOffset) return
+    const waitMs = this.lastAckAt + ACK_INTERVAL_MS - Date.now()
+    if (!always && waitMs > 0) {
+      this.ackTimer ??= setTimeout(() => {
+        this.ackTimer = null
+        this.acknowledge(false)
+      }, waitMs)
+      return
+    }
+    const writer = new RespWriter()
+    command(writer, ACK, [String(this.offset)])
+    writer.writeTo(socket)
+    this.ackedOffset = this.offset
+    this.lastAckAt = Date.now()
+  }
+}
+
+function bytes(args: Buffer[], index: number): Buffer {
+  const arg = args[index]
+  if (arg === undefined) throw new LinkError(`argument ${index} missing from ${args[0].toString('latin1')}`)
+  return arg
+}
+
+function text(args: Buffer[], index: number): string {
+  return bytes(args, index).toString('latin1')
+}
+
+function integer(args: Buffer[], index: number): number {
+  const value = Number(text(args, index))
+  if (!Number.isSafeInteger(value)) throw new LinkError(`argument ${index} of ${args[0].toString('latin1')} is not an integer`)
+  return value
+}
+
+// The options of a replicated SL.SETV: PX ms and FLAGS n, as writeChangeOp produces them.
+function parseSetOptions(args: Buffer[]): WriteOptions {
+  const options: WriteOptions = {}
+  for (let i = 4; i < args.length; i += 2) {
+    const option = text(args, i)
+    if (option === 'PX') options.ttlMs = integer(args, i + 1)
+    else if (option === 'FLAGS') options.flags = integer(args, i + 1)
+    else throw new LinkError(`unknown SL.SETV option ${JSON.stringify(option.slice(0, 32))}`)
+  }
+  return options
+}
+
+export function splitAddress(address: string): [string, number] {
+  const at = address.lastIndexOf(':')
+  return [address.slice(0, at), Number(address.slice(at + 1))]
+}

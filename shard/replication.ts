@@ -1,0 +1,176 @@
+// One shard's replication: its log and the source that serves it, the link to its primary
+// (replicaOf), the write-back links to its replicas, warm-up, and the state /stats shows.
+import type net from 'node:net'
+import type { Logger } from '../common/logger.ts'
+import { RespWriter } from '../common/resp-writer.ts'
+import { CommandError } from './commands.ts'
+import { entryVersion } from './entry.ts'
+import { ReplicationLink } from './replication-link.ts'
+import { ReplicationLog } from './replication-log.ts'
+import { ReplicationSource, type SourceSettings } from './replication-source.ts'
+import { DROP, FLUSH, command, writeChangeOp } from './replication-wire.ts'
+import type { Store, StoreChangeListener } from './store.ts'
+
+export interface ReplicationSettings extends SourceSettings {
+  /** host:port of this shard's primary; null for a primary. */
+  replicaOf: string | null
+  /** host:port of this primary's replicas: failover writes flow back from them, and warm-up reads one. */
+  replicas: string[]
+  backlogBytes: number
+  /** How long an empty primary waits for a replica's snapshot before serving empty. */
+  warmupTimeoutMs: number
+}
+
+export type ReplicationRole = 'primary' | 'replica' | 'standalone'
+
+export class Replication {
+  readonly role: ReplicationRole
+  readonly upstream: ReplicationLink | null
+  readonly writeBacks: ReplicationLink[]
+  warmingUp: boolean
+  private readonly settings: ReplicationSettings
+  private readonly store: Store
+  private readonly logger: Logger
+  private serving: { log: ReplicationLog; source: ReplicationSource; recorder: ChangeRecorder } | null = null
+  private warmupTimer: NodeJS.Timeout | null = null
+
+  constructor(settings: ReplicationSettings, store: Store, logger: Logger, selfName: () => string, maxValueBytes: number) {
+    this.settings = settings
+    this.store = store
+    this.logger = logger
+    this.role = settings.replicaOf ? 'replica' : settings.replicas.length > 0 ? 'primary' : 'standalone'
+    const link = (peer: string, direction: 'upstream' | 'write-back') => new ReplicationLink({
+      peer,
+      direction,
+      selfName,
+      store,
+      // Writes from the primary are not logged again (a replica's log holds only the writes it
+      // took itself, during failover); writes flowing back to a primary are, for its other replicas.
+      applying: direction === 'upstream' ? (apply) => this.muted(apply) : (apply) => apply(),
+      timeoutMs: settings.timeoutMs,
+      maxValueBytes,
+      log: logger,
+      onSnapshotApplied: () => this.snapshotApplied(peer, direction),
+    })
+    this.upstream = settings.replicaOf ? link(settings.replicaOf, 'upstream') : null
+    this.writeBacks = settings.replicas.map((peer) => link(peer, 'write-back'))
+    this.warmingUp = this.writeBacks.length > 0
+    // A configured shard logs from its first write, so a peer that connects later can resume.
+    if (this.role !== 'standalone') this.serve()
+  }
+
+  start(): void {
+    this.upstream?.start()
+    for (const link of this.writeBacks) link.start()
+    if (this.warmingUp) {
+      this.logger.info({ replicas: this.settings.replicas, timeoutMs: this.settings.warmupTimeoutMs }, 'warming up: not ready until a replica\'s snapshot is applied')
+      this.warmupTimer = setTimeout(() => {
+        if (!this.warmingUp) return
+        this.warmingUp = false
+        this.logger.warn({ replicas: this.settings.replicas, timeoutMs: this.settings.warmupTimeoutMs }, 'warm-up gave up: no replica answered in time; serving with what this shard has')
+      }, this.settings.warmupTimeoutMs)
+    }
+  }
+
+  /** SL.SYNC <replid|?> <offset|-1> [peer name]: hands the connection to the source. */
+  attach(socket: net.Socket, args: Buffer[]): (args: Buffer[]) => void {
+    if (args.length < 3 || args.length > 4) throw new CommandError("ERR wrong number of arguments for 'sl.sync' command")
+    const offset = Number(args[2].toString('latin1'))
+    if (!Number.isSafeInteger(offset) || offset < -1) throw new CommandError('ERR offset must be an integer >= -1')
+    const peerName = args[3]?.toString('latin1') ?? `${socket.remoteAddress}:${socket.remotePort}`
+    return this.serve().source.attach(socket, { replid: args[1].toString('latin1'), offset, peerName })
+  }
+
+  stats(): Record<string, unknown> {
+    const serving = this.serving
+    return {
+      role: this.role,
+      warmingUp: this.warmingUp,
+      replid: serving?.log.replid ?? null,
+      offset: serving?.log.headOffset ?? 0,
+      backlog: serving ? { firstOffset: serving.log.firstOffset, bytes: serving.log.bytes, maxBytes: serving.log.maxBytes } : null,
+      peers: serving?.source.peerStates() ?? [],
+      served: serving ? { ...serving.source.counts, dropped: { ...serving.source.counts.dropped } } : null,
+      upstream: this.upstream?.describe() ?? null,
+      writeBack: this.writeBacks.map((link) => link.describe()),
+    }
+  }
+
+  /** The source once something has asked to replicate from this shard (null before). */
+  get source(): ReplicationSource | null {
+    return this.serving?.source ?? null
+  }
+
+  get log(): ReplicationLog | null {
+    return this.serving?.log ?? null
+  }
+
+  close(): void {
+    if (this.warmupTimer) clearTimeout(this.warmupTimer)
+    this.upstream?.close()
+    for (const link of this.writeBacks) link.close()
+    this.serving?.source.close()
+  }
+
+  // A standalone shard starts logging only when the first peer asks, so a shard nobody
+  // replicates pays nothing per write.
+  private serve(): NonNullable<Replication['serving']> {
+    if (this.serving) return this.serving
+    const log = new ReplicationLog(this.settings.backlogBytes)
+    const source = new ReplicationSource(this.store, log, this.settings, this.logger)
+    // A replica's evictions are its own business; a primary's are replayed so replicas converge.
+    const recorder = new ChangeRecorder(log, this.role !== 'replica')
+    this.store.changes = recorder
+    this.serving = { log, source, recorder }
+    return this.serving
+  }
+
+  private muted(apply: () => void): void {
+    const recorder = this.serving?.recorder
+    if (!recorder) return apply()
+    recorder.muted = true
+    try {
+      apply()
+    } finally {
+      recorder.muted = false
+    }
+  }
+
+  private snapshotApplied(peer: string, direction: 'upstream' | 'write-back'): void {
+    if (direction !== 'write-back' || !this.warmingUp) return
+    this.warmingUp = false
+    if (this.warmupTimer) clearTimeout(this.warmupTimer)
+    this.logger.info({ replica: peer, items: this.store.size }, 'warm-up done: ready')
+  }
+}
+
+/** Encodes each store change as a log op (unless muted) and appends it. */
+class ChangeRecorder implements StoreChangeListener {
+  muted = false
+  private readonly log: ReplicationLog
+  private readonly logEvictions: boolean
+  private readonly writer = new RespWriter()
+
+  constructor(log: ReplicationLog, logEvictions: boolean) {
+    this.log = log
+    this.logEvictions = logEvictions
+  }
+
+  written(key: string, packed: string): void {
+    if (this.muted) return
+    writeChangeOp(this.writer, key, packed, Date.now())
+    this.log.append(this.writer.take())
+  }
+
+  evicted(key: string, packed: string): void {
+    if (this.muted || !this.logEvictions) return
+    command(this.writer, DROP, [key, String(entryVersion(packed))])
+    this.log.append(this.writer.take())
+  }
+
+  flushed(): void {
+    if (this.muted) return
+    command(this.writer, FLUSH, [])
+    this.log.append(this.writer.take())
+  }
+}
