@@ -29,6 +29,11 @@ export interface LinkOptions {
 
 /** At most one acknowledgement per this many ms (plus one per heartbeat). */
 const ACK_INTERVAL_MS = 2
+/**
+ * While data keeps arriving (a long snapshot ahead of the next heartbeat in the stream), an
+ * acknowledgement at least this often tells the source the peer is alive.
+ */
+const ACK_KEEPALIVE_MS = 100
 const RECONNECT_MIN_MS = 100
 const RECONNECT_MAX_MS = 2000
 
@@ -116,8 +121,11 @@ export class ReplicationLink {
     if (this.socket !== socket) return
     this.socket = null
     if (this.state !== 'connecting' || this.wasConnected) {
-      this.options.log.warn({ peer: this.options.peer, direction: this.options.direction, offset: this.offset }, 'replication link lost; reconnecting')
+      this.options.log.warn({ peer: this.options.peer, direction: this.options.direction, offset: this.offset, state: this.state }, 'replication link lost; reconnecting')
     }
+    // A snapshot cut short leaves keys missing that no later op will bring: only a new full
+    // resync can, so the offset is forgotten.
+    if (this.state === 'snapshot') this.replid = '?'
     this.state = 'connecting'
     this.wasConnected = false
     if (this.closed) return
@@ -212,7 +220,7 @@ export class ReplicationLink {
   private acknowledge(always: boolean): void {
     const socket = this.socket
     if (socket === null || this.offset < 0 || this.state === 'connecting') return
-    if (!always && this.offset === this.ackedOffset) return
+    if (!always && this.offset === this.ackedOffset && Date.now() - this.lastAckAt < ACK_KEEPALIVE_MS) return
     const waitMs = this.lastAckAt + ACK_INTERVAL_MS - Date.now()
     if (!always && waitMs > 0) {
       this.ackTimer ??= setTimeout(() => {

@@ -14,6 +14,8 @@ export class ReplicationLog {
   firstOffset = 0
   /** Called once per append, after the op is in the backlog. */
   onAppend: () => void = () => {}
+  /** Called before the op at offset leaves the backlog, so that ops not yet sent can still go. */
+  beforeTrim: (offset: number) => void = () => {}
   private readonly now: () => number
   // Parallel arrays from `start`: each op, when it was appended, and the bytes appended up to
   // and including it (a running total, so lag in bytes is one subtraction).
@@ -42,6 +44,7 @@ export class ReplicationLog {
     this.headOffset++
     // The newest op always stays, even when it alone is larger than the backlog.
     while (this.retainedBytes > this.maxBytes && this.headOffset - this.firstOffset > 1) {
+      this.beforeTrim(this.firstOffset)
       this.retainedBytes -= this.ops[this.start].length
       this.start++
       this.firstOffset++

@@ -50,6 +50,11 @@ export class ReplicationSource {
       this.flushScheduled = true
       setImmediate(() => this.flush())
     }
+    // One busy turn can append more than the backlog holds: what a peer was not sent yet goes
+    // out before it is trimmed, instead of costing the peer a full resync.
+    log.beforeTrim = (offset) => {
+      for (const peer of this.peers) if (peer.sentOffset <= offset) this.sendLog(peer)
+    }
     this.heartbeat = setInterval(() => this.beat(), settings.heartbeatMs)
     this.heartbeat.unref()
   }

@@ -119,7 +119,8 @@ export class Store {
 
   /** Live keys that carry a TTL (INFO's expires=). */
   get expiringKeys(): number {
-    return this.expiries.size
+    // Every tombstone is filed in the index too (it expires after tombstoneTtlMs).
+    return this.expiries.size - this.tombstones
   }
 
   /** Bytes charged against maxMemory. */

@@ -2,6 +2,7 @@
 // from the ready line they print, and kills them when the test ends (tap's teardown).
 import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
+import net from 'node:net'
 import { fileURLToPath } from 'node:url'
 
 const CLI = fileURLToPath(new URL('../../cli/shardline.ts', import.meta.url))
@@ -87,4 +88,16 @@ export async function run(command: string, args: string[], input?: string): Prom
   child.stdin.end(input ?? '')
   const [code] = (await once(child, 'exit')) as [number | null]
   return { code, stdout, stderr }
+}
+
+/**
+ * A loopback port free right now. Replication needs it: a primary and its replica name each
+ * other on their command lines, so their data ports are chosen before either starts.
+ */
+export async function freePort(): Promise<number> {
+  const server = net.createServer().listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  const { port } = server.address() as net.AddressInfo
+  await new Promise((resolve) => server.close(resolve))
+  return port
 }

@@ -186,3 +186,76 @@ t.test('clear empties everything', async (t) => {
   t.equal(store.bytes, 0)
   t.equal(store.expiringKeys, 0)
 })
+
+t.test('a delete leaves a tombstone: hidden from reads, counted apart, and older writes cannot revive the key', async (t) => {
+  const { store, clock } = clockedStore()
+  t.equal(store.set('k', 'v', { version: 100 }), 'stored')
+  t.equal(store.deleteVersioned('k', 200), 'deleted')
+  t.equal(store.get('k'), undefined)
+  t.equal(store.peek('k'), undefined)
+  t.equal(store.remainingTtl('k'), -2)
+  t.equal(store.size, 0, 'a tombstone is not a key')
+  t.equal(store.tombstoneCount, 1)
+  t.equal(store.set('k', 'old', { version: 150 }), 'stale', 'a write older than the delete is refused')
+  t.equal(store.deleteVersioned('k', 199), 'stale', 'so is an older delete')
+  t.equal(store.set('k', 'nx', { condition: 'nx' }), 'stored', 'NX sees the key as absent')
+  t.equal(store.deleteVersioned('missing', 300), 'absent', 'a delete of an absent key still remembers its version')
+  t.equal(store.set('missing', 'late', { version: 299 }), 'stale')
+  clock.now += 60_100
+  t.equal(store.sweep(100), 1, 'the tombstone of "missing" expires after tombstoneTtlMs')
+  t.equal(store.tombstoneCount, 0)
+  t.equal(store.stats.expiredBySweep, 0, 'an expired tombstone is not an expired key')
+  t.equal(store.set('missing', 'later', { version: 299 }), 'stored', 'once forgotten, any version applies')
+})
+
+t.test('a plain DEL also leaves a tombstone, newer than the value it deletes', async (t) => {
+  const { store } = clockedStore()
+  store.set('k', 'v')
+  const version = entryVersion(store.peek('k')!)
+  t.equal(store.delete('k'), true)
+  t.equal(store.delete('k'), false, 'a second delete finds nothing')
+  t.equal(store.set('k', 'replayed', { version }), 'stale')
+})
+
+t.test('dropIfNotNewer removes a key only if nothing newer was written since the eviction it replays', async (t) => {
+  const { store } = clockedStore()
+  store.set('k', 'v', { version: 10 })
+  t.equal(store.dropIfNotNewer('k', 9), false)
+  t.equal(store.dropIfNotNewer('k', 10), true)
+  t.equal(store.peek('k'), undefined)
+  t.equal(store.tombstoneCount, 0, 'an eviction leaves no tombstone')
+  t.equal(store.dropIfNotNewer('k', 10), false)
+})
+
+t.test('the change listener hears every write, tombstone, eviction and flush', async (t) => {
+  const { store } = clockedStore('lru', 4096)
+  const heard: string[] = []
+  store.changes = {
+    written: (key, packed) => heard.push(`write ${key}=${entryValue(packed)}`),
+    evicted: (key) => heard.push(`evict ${key}`),
+    flushed: () => heard.push('flush'),
+  }
+  store.set('a', 'x'.repeat(1500))
+  store.incrBy('n', 2n)
+  store.expire('n', 5000)
+  store.delete('n')
+  store.set('b', 'y'.repeat(1500))
+  store.set('c', 'z'.repeat(1500))
+  store.clear()
+  t.same(heard.map((line) => line.slice(0, 12)), ['write a=xxxx', 'write n=2', 'write n=2', 'write n=', 'write b=yyyy', 'evict a', 'write c=zzzz', 'flush'])
+})
+
+t.test('digest is equal for equal data whatever the order of writes, and differs otherwise', async (t) => {
+  const one = clockedStore().store
+  const two = clockedStore().store
+  one.set('a', '1', { version: 5 })
+  one.set('b', '2', { version: 6, flags: 3 })
+  two.set('b', '2', { version: 6, flags: 3 })
+  two.set('a', '1', { version: 5 })
+  two.set('c', 'gone', { version: 7 })
+  two.deleteVersioned('c', 8)
+  t.same(one.digest(), two.digest(), 'tombstones are not data')
+  t.equal(one.digest().items, 2)
+  two.set('a', '1', { version: 9 })
+  t.not(one.digest().sha1, two.digest().sha1, 'a different version is different data')
+})
