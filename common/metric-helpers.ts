@@ -23,8 +23,9 @@ export function mirroredCounter(config: MirroredCounterConfig): Counter {
       const totals = config.read()
       for (const [labels, total] of typeof totals === 'number' ? ([[{}, totals]] as const) : totals) {
         const id = JSON.stringify(labels)
-        const previous = seen.get(id) ?? 0
-        if (total > previous) this.inc(labels, total - previous)
+        const previous = seen.get(id)
+        // A zero is exported too: a dashboard's rate() of a series that is not there is no data, not 0.
+        if (previous === undefined || total > previous) this.inc(labels, total - (previous ?? 0))
         seen.set(id, total)
       }
     },

@@ -1,7 +1,5 @@
 // scripts/build-dashboards.ts: the Grafana dashboards helm/shardline ships (dashboards/*.json), defined
 // here as panels and PromQL and written as JSON. `npx node scripts/build-dashboards.ts` rewrites them.
-//
-// Replication lag has no metric yet: its panel comes with the replication issue.
 import { writeFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 
@@ -117,6 +115,24 @@ export const DASHBOARDS: DashboardSpec[] = [
       { title: 'Copy hit ratio', unit: 'percentunit', description: 'Copy reads that hit. Low: copies expire (copyTtlMs) before they are read again.', targets: [{ expr: `${rate('shardline_router_hot_copy_reads_total', '', '{outcome="hit"}')} / ${rate('shardline_router_hot_copy_reads_total')}`, legend: 'copy hit ratio' }] },
       { title: 'Copy fills/s', unit: 'ops', description: 'Hot-key copies written from their base key.', targets: [{ expr: rate('shardline_router_hot_copy_fills_total'), legend: 'fills/s' }] },
       { title: 'Hot counter batch size (mean)', unit: 'short', description: 'Increments carried by one write to a hot counter\'s sub-counter (higher = more batching).', targets: [{ expr: `${rate('shardline_router_counter_batch_size_sum')} / ${rate('shardline_router_counter_batch_size_count')}`, legend: 'increments per write' }] },
+    ],
+  },
+  {
+    uid: 'shardline-replication',
+    file: 'replication.json',
+    title: 'shardline / replication',
+    description: 'Primary to replica replication: how far each replica is behind (the window of acknowledged writes a primary\'s death would lose), resyncs, dropped peers and warm-ups.',
+    panels: [
+      { title: 'Worst replication lag', kind: 'stat', width: 8, unit: 's', description: 'The oldest write any primary holds that its replica has not acknowledged. Writes inside this window are lost if that primary dies now.', targets: [{ expr: 'max(shardline_replication_lag_seconds{link="to_replica"})', legend: 'lag' }] },
+      { title: 'Replicas streaming', kind: 'stat', width: 8, unit: 'short', description: 'Replicas connected to a primary and streaming its log (one per replica when all is well).', targets: [{ expr: 'count(shardline_replication_lag_seconds{link="to_replica"})', legend: 'streaming' }] },
+      { title: 'Primaries warming up', kind: 'stat', width: 8, unit: 'short', description: 'Restarted primaries loading a replica\'s snapshot; they answer -LOADING and routers send their keys to the replica meanwhile.', targets: [{ expr: 'sum(shardline_replication_warming_up)', legend: 'warming up' }] },
+      { title: 'Replication lag (seconds)', unit: 's', description: 'Per primary and replica: age of the oldest write the replica has not acknowledged, measured at the primary from the replica\'s acknowledgements.', targets: [{ expr: 'max by (shard, peer) (shardline_replication_lag_seconds{link="to_replica"})', legend: '{{shard}} -> {{peer}}' }] },
+      { title: 'Replication lag (operations)', unit: 'short', description: 'Writes in the primary\'s log the replica has not acknowledged.', targets: [{ expr: 'max by (shard, peer) (shardline_replication_lag_operations{link="to_replica"})', legend: '{{shard}} -> {{peer}}' }] },
+      { title: 'Replication lag (bytes)', unit: 'bytes', description: 'Bytes of log the replica has not acknowledged. Near the backlog size, a disconnect costs a full resync.', targets: [{ expr: 'max by (shard, peer) (shardline_replication_lag_bytes{link="to_replica"})', legend: '{{shard}} -> {{peer}}' }] },
+      { title: 'Backlog held', unit: 'bytes', description: 'Bytes of replication log each shard keeps for peers to resume from (replication.backlogBytes at most).', targets: [{ expr: 'shardline_replication_backlog_bytes', legend: '{{shard}}' }] },
+      { title: 'Log offset rate', unit: 'ops', description: 'Writes appended to each shard\'s replication log per second (a replica\'s log holds only writes it took during a failover).', targets: [{ expr: `sum by (shard) (rate(shardline_replication_offset[${RATE}]))`, legend: '{{shard}}' }] },
+      { title: 'Resyncs', unit: 'short', description: 'Syncs served in the time range: partial (resumed from the backlog) or full (a snapshot). Full resyncs beyond restarts: raise replication.backlogBytes.', targets: [{ expr: 'sum by (shard, kind) (increase(shardline_replication_syncs_total{side="served"}[$__range]))', legend: '{{shard}} {{kind}}' }] },
+      { title: 'Peers dropped', unit: 'short', description: 'Replication peers dropped in the time range, by reason: garbage (not the protocol), too_far_behind (the backlog or peer buffer overflowed), timeout (no acknowledgement).', targets: [{ expr: 'sum by (shard, reason) (increase(shardline_replication_peers_dropped_total[$__range]))', legend: '{{shard}} {{reason}}' }] },
     ],
   },
 ]

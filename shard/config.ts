@@ -23,7 +23,12 @@ export interface ShardConfig {
 
 type RawShardConfig = Omit<ShardConfig, 'maxMemory' | 'replication'> & {
   maxMemory: string | number
-  replication: Omit<ReplicationSettings, 'backlogBytes' | 'maxPeerBufferBytes'> & { backlogBytes: string | number; maxPeerBufferBytes: string | number }
+  replication: Omit<ReplicationSettings, 'backlogBytes' | 'maxPeerBufferBytes'> & {
+    backlogBytes: string | number
+    maxPeerBufferBytes: string | number
+    group?: string[]
+    member?: number
+  }
 }
 
 const port = { type: 'integer', minimum: 0, maximum: 65535 }
@@ -66,6 +71,9 @@ const schema = {
       properties: {
         replicaOf: { anyOf: [peerAddress, { type: 'null' }], default: null },
         replicas: { type: 'array', items: peerAddress, default: [] },
+        // A StatefulSet's pods share one spec: each is told the whole group and its own index.
+        group: { type: 'array', items: peerAddress, minItems: 1 },
+        member: { type: 'integer', minimum: 0 },
         backlogBytes: { type: ['string', 'integer'], default: '32mb' },
         maxPeerBufferBytes: { type: ['string', 'integer'], default: '256mb' },
         warmupTimeoutMs: { type: 'integer', minimum: 0, default: 10_000 },
@@ -90,6 +98,8 @@ export const SHARD_USAGE = `shardline shard [options]
   --replicaof <host:port>  be a replica of the primary at that data address
   --replicas <host:port,...>  be a primary with these replicas: writes they take during a
                       failover flow back, and an empty start warms up from one of them
+  --group <host:port,...> --member <i>  the same, as a group's data addresses (the primary
+                      first) and this shard's index in it (a StatefulSet pod's ordinal)
   --config <file>     YAML file with the same settings (flags win)`
 
 export function loadShardConfig(argv: string[]): ShardConfig {
@@ -105,6 +115,8 @@ export function loadShardConfig(argv: string[]): ShardConfig {
       name: { type: 'string' },
       replicaof: { type: 'string' },
       replicas: { type: 'string' },
+      group: { type: 'string' },
+      member: { type: 'string' },
     },
     strict: true,
   })
@@ -130,17 +142,30 @@ export function loadShardConfig(argv: string[]): ShardConfig {
   const replicationFlags = { ...(merged.replication as Record<string, unknown> | undefined) }
   if (values.replicaof !== undefined) replicationFlags.replicaOf = values.replicaof
   if (values.replicas !== undefined) replicationFlags.replicas = values.replicas.split(',').filter((peer) => peer !== '')
-  if (values.replicaof !== undefined || values.replicas !== undefined) merged.replication = replicationFlags
+  if (values.group !== undefined) replicationFlags.group = values.group.split(',').filter((peer) => peer !== '')
+  if (values.member !== undefined) replicationFlags.member = /^\d+$/.test(values.member) ? Number(values.member) : values.member
+  if ([values.replicaof, values.replicas, values.group, values.member].some((value) => value !== undefined)) merged.replication = replicationFlags
   const raw = validateOrThrow(validate, merged, where)
   const maxMemory = byteSize('maxMemory', raw.maxMemory)
   if (maxMemory < MIN_MEMORY) throw new ConfigError(`maxMemory: ${maxMemory} bytes is below the minimum of 4mb`)
+  const { group, member, ...settings } = raw.replication
   const replication = {
-    ...raw.replication,
+    ...settings,
+    ...groupRole(group, member),
     backlogBytes: byteSize('replication.backlogBytes', raw.replication.backlogBytes),
     maxPeerBufferBytes: byteSize('replication.maxPeerBufferBytes', raw.replication.maxPeerBufferBytes),
   }
   if (replication.replicaOf && replication.replicas.length > 0) throw new ConfigError('replication: a shard is either a replica (replicaOf) or a primary with replicas, not both')
   return { ...raw, maxMemory, replication }
+}
+
+// Member 0 of a group is its primary, with every other member as a replica; the others are
+// replicas of member 0.
+function groupRole(group: string[] | undefined, member: number | undefined): Partial<ReplicationSettings> {
+  if (group === undefined && member === undefined) return {}
+  if (group === undefined || member === undefined) throw new ConfigError('replication: group and member go together (the group\'s data addresses, and this shard\'s index in it)')
+  if (member >= group.length) throw new ConfigError(`replication.member: ${member} is not an index into a group of ${group.length}`)
+  return member === 0 ? { replicaOf: null, replicas: group.slice(1) } : { replicaOf: group[0], replicas: [] }
 }
 
 function byteSize(path: string, value: string | number): number {

@@ -8,10 +8,12 @@ type Lag = { ops: number; bytes: number; seconds: number }
 type LagRow = [labels: { peer: string; link: string }, lag: Lag]
 
 export function registerReplicationMetrics(registry: Registry, replication: Replication): void {
-  // link: to_replica is measured here from the peer's acknowledgements; from_primary and
-  // from_replica are this shard's own view of a stream it receives.
+  // to_replica (a primary's replicas) and to_primary (a replica's write-back to its primary) are
+  // measured here from the peer's acknowledgements; from_primary and from_replica are this
+  // shard's own view of a stream it receives.
+  const servedLink = replication.role === 'replica' ? 'to_primary' : 'to_replica'
   const lagRows = (): LagRow[] => [
-    ...(replication.source?.peerStates() ?? []).map((peer): LagRow => [{ peer: peer.peer, link: 'to_replica' }, peer.lag]),
+    ...(replication.source?.peerStates() ?? []).map((peer): LagRow => [{ peer: peer.peer, link: servedLink }, peer.lag]),
     ...[replication.upstream, ...replication.writeBacks].flatMap((link): LagRow[] => link === null ? [] : [[
       { peer: link.options.peer, link: link.options.direction === 'upstream' ? 'from_primary' : 'from_replica' },
       link.lag(),

@@ -12,6 +12,7 @@ import { parse, parseAllDocuments, stringify } from 'yaml'
 import { planCapacity, planValues, shardMemoryLimitMiB, shardMemoryRequestMiB } from '../../common/capacity.ts'
 import { DASHBOARD_DIR } from '../../scripts/build-dashboards.ts'
 import { HELM_PATH } from '../../scripts/fetch-helm.ts'
+import { loadShardConfig } from '../../shard/config.ts'
 import { CHART_DIR, loadChartValues, renderRouterConfig } from '../../scripts/render-router-config.ts'
 
 function findHelm(): string | undefined {
@@ -54,7 +55,7 @@ if (!helm) {
     t.equal(count('Service'), 3)
     t.equal(count('HorizontalPodAutoscaler'), 1)
     t.equal(count('PodDisruptionBudget'), 4, 'the routers\' and one per shard')
-    t.equal(count('ConfigMap'), 5, 'the router config and four dashboards')
+    t.equal(count('ConfigMap'), 6, 'the router config and five dashboards')
     t.equal(count('ServiceMonitor'), 0, 'off by default')
 
     const routerConfig = docs.find((d) => d.kind === 'ConfigMap' && d.metadata.name === 'cache-shardline-router')!
@@ -67,6 +68,16 @@ if (!helm) {
     t.same(shard.resources.requests.memory, `${shardMemoryRequestMiB(512)}Mi`)
     t.same(shard.resources.limits.memory, `${shardMemoryLimitMiB(512)}Mi`)
     t.ok(shard.args.includes('--max-memory=512mb'))
+    // Each pod of the set learns the group and its own index, and the real flag parser turns that
+    // into the replication the router's config assumes: ordinal 0 primary, the rest its replicas.
+    const s1 = parse(routerConfig.data!['router.yaml']).pools.main.shards[1]
+    t.equal(shard.env.find((e: { name: string }) => e.name === 'POD_INDEX').valueFrom.fieldRef.fieldPath, "metadata.labels['apps.kubernetes.io/pod-index']")
+    for (const ordinal of [0, 1, 2]) {
+      const args = (shard.args as string[]).slice(1).map((arg) => arg.replace('$(POD_INDEX)', String(ordinal)).replace('$(POD_NAME)', `cache-shardline-main-s1-${ordinal}`))
+      const replication = loadShardConfig(args).replication
+      if (ordinal === 0) t.same([replication.replicaOf, replication.replicas], [null, s1.replicas.map((r: { address: string }) => r.address)], 'ordinal 0 is the primary of the others')
+      else t.same([replication.replicaOf, replication.replicas], [s1.primary.address, []], `ordinal ${ordinal} replicates from ordinal 0`)
+    }
     t.same(shard.securityContext, { allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, privileged: false, capabilities: { drop: ['ALL'] } })
     t.equal(statefulSet.spec.template.spec.securityContext.runAsNonRoot, true)
 
