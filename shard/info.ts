@@ -1,5 +1,6 @@
 // The text of the INFO command: Redis's section layout and field names where they apply
-// (server, clients, memory, stats, keyspace), so tools that read Redis's INFO read ours.
+// (server, clients, memory, persistence, stats, replication, keyspace), so tools that read Redis's INFO read ours.
+import type { Replication } from './replication.ts'
 import type { Store } from './store.ts'
 import type { ConnectionStats } from './metrics.ts'
 
@@ -9,11 +10,12 @@ export interface InfoSources {
   port: number
   startedAt: number
   store: Store
+  replication: Replication
   connections: ConnectionStats
   totalCommands(): number
 }
 
-const SECTIONS = ['server', 'clients', 'memory', 'stats', 'keyspace'] as const
+const SECTIONS = ['server', 'clients', 'memory', 'persistence', 'stats', 'replication', 'keyspace'] as const
 
 export function renderInfo(sources: InfoSources, requested: string[]): string {
   const wanted = requested.length === 0 || requested.some((s) => s === 'all' || s === 'everything' || s === 'default')
@@ -57,6 +59,24 @@ function fields(sources: InfoSources, section: (typeof SECTIONS)[number]): Array
         ['evicted_keys', store.stats.evictions],
         ['rejected_admissions', store.stats.admissionsRejected],
       ]
+    case 'persistence':
+      // loading:1 is how Redis clients (ioredis's ready check among them) learn to wait.
+      return [['loading', sources.replication.warmingUp ? 1 : 0]]
+    case 'replication': {
+      const { replication } = sources
+      const upstream = replication.upstream
+      const peers = replication.source?.peerStates() ?? []
+      return [
+        ['role', replication.role === 'replica' ? 'slave' : 'master'],
+        ...(upstream ? [['master_host_port', upstream.options.peer], ['master_link_status', upstream.state === 'streaming' ? 'up' : 'down'], ['slave_repl_offset', upstream.appliedOffset]] as Array<[string, string | number]> : []),
+        ['connected_slaves', peers.length],
+        ...peers.map((peer, i): [string, string] => [`slave${i}`, `name=${peer.peer},state=${peer.state},offset=${peer.ackedOffset},lag=${peer.lag.seconds}`]),
+        ['master_replid', replication.log?.replid ?? ''],
+        ['master_repl_offset', replication.log?.headOffset ?? 0],
+        ['repl_backlog_size', replication.log?.maxBytes ?? 0],
+        ['repl_backlog_histlen', replication.log?.bytes ?? 0],
+      ]
+    }
     case 'keyspace':
       return store.size > 0 ? [['db0', `keys=${store.size},expires=${store.expiringKeys},avg_ttl=0`]] : []
   }

@@ -74,6 +74,11 @@ export class ReplicationLink {
     this.socket?.destroy()
   }
 
+  /** The offset of the next op this end expects (-1 before the first sync). */
+  get appliedOffset(): number {
+    return this.offset
+  }
+
   /** Lag as this end sees it: ops and seconds behind the newest head the peer announced. */
   lag(): { ops: number; bytes: number; seconds: number } {
     const ops = Math.max(0, this.headSeen - this.offset)

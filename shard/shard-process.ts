@@ -38,7 +38,7 @@ export async function startShard(config: ShardConfig, log: Logger): Promise<Runn
     metrics,
     log,
     connections,
-    info: (sections) => renderInfo({ name: config.name, version: VERSION, port: dataPort, startedAt, store, connections, totalCommands: () => resp.totalCommands }, sections),
+    info: (sections) => renderInfo({ name: config.name, version: VERSION, port: dataPort, startedAt, store, replication, connections, totalCommands: () => resp.totalCommands }, sections),
     config: () => ({ maxmemory: String(config.maxMemory), 'maxmemory-policy': `allkeys-${config.policy}` }),
     replication,
   })

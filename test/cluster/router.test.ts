@@ -97,6 +97,7 @@ t.test('admin: shards, config, readiness, and the proxy to a shard admin', async
   const shards = await admin('/admin/shards')
   t.equal(shards.destinations.length, 4)
   t.ok(shards.destinations.every((d: { knockedOut: boolean; connections: number }) => !d.knockedOut && d.connections > 0))
+  t.match(shards.destinations[0].replication, { role: 'standalone', warmingUp: false, peers: [] }, 'each destination\'s replication state, from its own /stats')
   t.match(await admin('/admin/config'), { generation: 1, tree: { default: { pool: 'main' } } })
   t.same(await admin('/readyz'), { status: 'ready' })
   t.match(await admin('/admin/shards/s1/stats'), { name: 's1' })
@@ -150,7 +151,7 @@ t.test('kill -9 of a primary under load: its keys are served by the replica with
   await load
   t.ok(recoveredAt - killedAt <= 1500, `recovered ${recoveredAt - killedAt} ms after kill -9`)
   const primary = (await admin('/admin/shards')).destinations.find((d: { name: string }) => d.name === 'main/s0/primary')
-  t.match(primary, { knockedOut: true, knockouts: 1 })
+  t.match(primary, { knockedOut: true, knockouts: 1, replication: { error: /its \/stats could not be read/ } })
   t.match(await (await fetch(`${router.adminUrl}/metrics`)).text(), /shardline_router_knockouts_total\{pool="main",shard="s0",role="primary"\} 1/)
 
   const restarted = await startShardProcess(t, ['--name', 's0', '--port', String(s0.port), '--admin-port', String(s0.adminPort)])
