@@ -43,6 +43,18 @@ export function repackEntry(packed: string, meta: EntryMeta): string {
   return out.toString('latin1')
 }
 
+/**
+ * The entry with its expiry field rebased: absolute → time left (to send it to another clock) or
+ * time left → absolute (on arrival). Entries without expiry are returned as they are.
+ */
+export function rebaseExpiry(packed: string, from: number, to: number): string {
+  const expiresAt = entryExpiresAt(packed)
+  if (expiresAt === 0) return packed
+  const rebased = Math.max(1, expiresAt - from + to)
+  writeHeader(scratch, { version: entryVersion(packed), expiresAt: rebased, flags: entryFlags(packed), tombstone: entryIsTombstone(packed) })
+  return scratch.toString('latin1') + packed.substring(ENTRY_HEADER_BYTES)
+}
+
 function writeHeader(out: Buffer, meta: EntryMeta): void {
   out.writeUInt32LE(meta.version % 0x100000000, VERSION_OFFSET)
   out.writeUInt32LE(Math.floor(meta.version / 0x100000000), VERSION_OFFSET + 4)

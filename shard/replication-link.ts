@@ -6,8 +6,9 @@ import { RespProtocolError, RespRequestParser } from '../common/resp-request-par
 import { RespWriter } from '../common/resp-writer.ts'
 import {
   ACK, CONTINUE, DELETE_VERSIONED, DROP, FLUSH, FULLSYNC, HEARTBEAT, SET_VERSIONED, SNAPSHOT_DONE,
-  SNAPSHOT_TOMBSTONE, SNAPSHOT_VALUE, SYNC, command,
+  SNAPSHOT, SNAPSHOT_BATCH_KEYS, SYNC, command,
 } from './replication-wire.ts'
+import { ENTRY_HEADER_BYTES, rebaseExpiry } from './entry.ts'
 import type { Store, WriteOptions } from './store.ts'
 
 export interface LinkOptions {
@@ -23,8 +24,11 @@ export interface LinkOptions {
   timeoutMs: number
   maxValueBytes: number
   log: Logger
-  /** Called when a full snapshot from the peer has been applied. */
-  onSnapshotApplied(): void
+  /**
+   * Called when a full snapshot from the peer has been applied, with every key the snapshot and
+   * the ops alongside it carried (upstream links only; null for write-back).
+   */
+  onSnapshotApplied(keysSeen: Set<string> | null): void
 }
 
 /** At most one acknowledgement per this many ms (plus one per heartbeat). */
@@ -34,6 +38,8 @@ const ACK_INTERVAL_MS = 2
  * acknowledgement at least this often tells the source the peer is alive.
  */
 const ACK_KEEPALIVE_MS = 100
+/** A source heartbeats every 100 ms by default: past this without one, the silence is lag. */
+const SILENCE_MS = 1000
 const RECONNECT_MIN_MS = 100
 const RECONNECT_MAX_MS = 2000
 
@@ -45,10 +51,11 @@ export class ReplicationLink {
   readonly counts = { fullSyncs: 0, partialSyncs: 0, dropped: 0, opsApplied: 0, snapshotRecords: 0 }
   lastFullSync: { records: number; seconds: number } | null = null
   private replid = '?'
+  /** The log last synced from, kept when replid is forgotten: tells a restarted peer from the same one. */
+  private lastSyncedReplid: string | null = null
   private offset = -1
-  private headSeen = 0
-  private behindSince: number | null = null
-  private sourceLagBytes = 0
+  /** The last heartbeat: the source's view of this peer's lag, and how late it arrived here. */
+  private heartbeat = { ops: 0, bytes: 0, sentAt: 0, receivedAt: 0 }
   private socket: net.Socket | null = null
   private closed = false
   private backoffMs = RECONNECT_MIN_MS
@@ -57,6 +64,7 @@ export class ReplicationLink {
   private lastAckAt = 0
   private ackedOffset = -1
   private snapshotStartedAt = 0
+  private keysSeen: Set<string> | null = null
   private wasConnected = false
 
   constructor(options: LinkOptions) {
@@ -79,11 +87,19 @@ export class ReplicationLink {
     return this.offset
   }
 
-  /** Lag as this end sees it: ops and seconds behind the newest head the peer announced. */
+  /**
+   * Lag as this end sees it. Everything the source sent before its last heartbeat has been applied
+   * when the heartbeat is, so the heartbeat's delay bounds the lag; while none arrives (a hung or
+   * cut-off source) the lag grows with the silence. Ops and bytes are the source's count of what
+   * was not acknowledged yet.
+   */
   lag(): { ops: number; bytes: number; seconds: number } {
-    const ops = Math.max(0, this.headSeen - this.offset)
-    const seconds = this.behindSince === null ? 0 : (Date.now() - this.behindSince) / 1000
-    return { ops, bytes: this.sourceLagBytes, seconds }
+    const { ops, bytes, sentAt, receivedAt } = this.heartbeat
+    if (receivedAt === 0) return { ops, bytes, seconds: 0 }
+    const now = Date.now()
+    const delay = Math.max(0, receivedAt - sentAt)
+    const silence = now - receivedAt > SILENCE_MS ? now - receivedAt : 0
+    return { ops, bytes, seconds: (delay + silence) / 1000 }
   }
 
   describe(): Record<string, unknown> {
@@ -94,7 +110,7 @@ export class ReplicationLink {
     const [host, port] = splitAddress(this.options.peer)
     const socket = net.connect({ host, port, noDelay: true })
     this.socket = socket
-    const parser = new RespRequestParser({ maxBulkBytes: this.options.maxValueBytes + 64 * 1024, maxArrayLength: 16, maxInlineBytes: 64 * 1024 })
+    const parser = new RespRequestParser({ maxBulkBytes: this.options.maxValueBytes + 64 * 1024, maxArrayLength: 2 * SNAPSHOT_BATCH_KEYS + 1, maxInlineBytes: 64 * 1024 })
     socket.setTimeout(this.options.timeoutMs)
     socket.on('connect', () => {
       const writer = new RespWriter()
@@ -131,6 +147,7 @@ export class ReplicationLink {
     // A snapshot cut short leaves keys missing that no later op will bring: only a new full
     // resync can, so the offset is forgotten.
     if (this.state === 'snapshot') this.replid = '?'
+    this.keysSeen = null
     this.state = 'connecting'
     this.wasConnected = false
     if (this.closed) return
@@ -144,31 +161,22 @@ export class ReplicationLink {
     const { store } = this.options
     switch (name) {
       case SET_VERSIONED:
-        this.applyOp(() => store.set(text(args, 1), bytes(args, 2), { ...parseSetOptions(args), version: integer(args, 3) }))
+        this.applyOp(() => store.set(this.see(text(args, 1)), bytes(args, 2), { ...parseSetOptions(args), version: integer(args, 3) }))
         return
       case DELETE_VERSIONED:
-        this.applyOp(() => store.deleteVersioned(text(args, 1), integer(args, 2)))
+        this.applyOp(() => store.deleteVersioned(this.see(text(args, 1)), integer(args, 2)))
         return
       case DROP:
-        this.applyOp(() => store.dropIfNotNewer(text(args, 1), integer(args, 2)))
+        this.applyOp(() => store.dropIfNotNewer(this.see(text(args, 1)), integer(args, 2)))
         return
       case FLUSH:
         this.applyOp(() => store.clear())
         return
-      case SNAPSHOT_VALUE: {
-        const pttl = integer(args, 4)
-        this.counts.snapshotRecords++
-        this.options.applying(() => store.set(text(args, 1), bytes(args, 2), { version: integer(args, 3), ttlMs: pttl > 0 ? pttl : undefined, flags: integer(args, 5) }))
-        return
-      }
-      case SNAPSHOT_TOMBSTONE:
-        this.counts.snapshotRecords++
-        this.options.applying(() => store.deleteVersioned(text(args, 1), integer(args, 2)))
+      case SNAPSHOT:
+        this.restoreSnapshotBatch(args)
         return
       case HEARTBEAT:
-        this.headSeen = Math.max(this.headSeen, integer(args, 1))
-        this.sourceLagBytes = integer(args, 2)
-        this.trackBehind()
+        this.heartbeat = { ops: integer(args, 2), bytes: integer(args, 3), sentAt: integer(args, 4), receivedAt: Date.now() }
         this.acknowledge(true)
         return
       case FULLSYNC:
@@ -180,7 +188,9 @@ export class ReplicationLink {
         this.lastFullSync = { records: integer(args, 1), seconds }
         this.state = 'streaming'
         this.options.log.info({ peer: this.options.peer, direction: this.options.direction, records: this.lastFullSync.records, seconds }, 'full resync applied')
-        this.options.onSnapshotApplied()
+        const keysSeen = this.keysSeen
+        this.keysSeen = null
+        this.options.onSnapshotApplied(keysSeen)
         return
       }
       default:
@@ -192,13 +202,18 @@ export class ReplicationLink {
     if (this.state !== 'connecting') throw new LinkError(`${kind} in the middle of a stream`)
     this.wasConnected = true
     this.backoffMs = RECONNECT_MIN_MS
+    const samePeerProcess = replid === this.lastSyncedReplid
     this.replid = replid
+    this.lastSyncedReplid = replid
     this.offset = offset
-    this.headSeen = Math.max(offset, 0)
     if (kind === FULLSYNC) {
       this.counts.fullSyncs++
       this.state = 'snapshot'
       this.snapshotStartedAt = Date.now()
+      // Keys the snapshot lacks are removed afterwards only when it comes from the same primary
+      // process (this replica missed too much of its log): a restarted primary starts empty and
+      // is itself warming up from this replica.
+      if (this.options.direction === 'upstream' && samePeerProcess) this.keysSeen = new Set()
     } else {
       this.counts.partialSyncs++
       this.state = 'streaming'
@@ -206,18 +221,29 @@ export class ReplicationLink {
     this.options.log.info({ peer: this.options.peer, direction: this.options.direction, replid, offset, kind: kind === FULLSYNC ? 'full' : 'partial' }, 'replication link synced')
   }
 
+  private restoreSnapshotBatch(args: Buffer[]): void {
+    if (this.state !== 'snapshot' || args.length % 2 === 0) throw new LinkError(`${SNAPSHOT} out of a snapshot or without an entry for every key`)
+    const now = Date.now()
+    this.options.applying(() => {
+      for (let i = 1; i < args.length; i += 2) {
+        if (args[i + 1].length < ENTRY_HEADER_BYTES) throw new LinkError(`${SNAPSHOT} entry of ${args[i + 1].length} bytes, shorter than its header`)
+        this.options.store.restore(this.see(args[i].toString('latin1')), rebaseExpiry(args[i + 1].toString('latin1'), 0, now))
+      }
+    })
+    this.counts.snapshotRecords += (args.length - 1) / 2
+  }
+
+  // During an upstream snapshot, remembers each key it carried (see Replication.snapshotApplied).
+  private see(key: string): string {
+    this.keysSeen?.add(key)
+    return key
+  }
+
   private applyOp(apply: () => void): void {
     if (this.state === 'connecting') throw new LinkError('a log op before SL.FULLSYNC or SL.CONTINUE')
     this.options.applying(apply)
     this.offset++
     this.counts.opsApplied++
-    if (this.offset > this.headSeen) this.headSeen = this.offset
-    this.trackBehind()
-  }
-
-  private trackBehind(): void {
-    if (this.offset >= this.headSeen) this.behindSince = null
-    else this.behindSince ??= Date.now()
   }
 
   // Acknowledges the offset reached, at most once per ACK_INTERVAL_MS (a trailing timer sends

@@ -2,9 +2,10 @@
 // backlog or a chunked snapshot, streams the log, reads acknowledgements and drops bad peers.
 import type net from 'node:net'
 import type { Logger } from '../common/logger.ts'
+import { RespRequestParser } from '../common/resp-request-parser.ts'
 import { RespWriter } from '../common/resp-writer.ts'
 import { NOT_IN_BACKLOG, type ReplicationLog } from './replication-log.ts'
-import { ACK, CONTINUE, FULLSYNC, HEARTBEAT, SNAPSHOT_DONE, command, writeSnapshotRecord } from './replication-wire.ts'
+import { ACK, CONTINUE, FULLSYNC, HEARTBEAT, SNAPSHOT_BATCH_KEYS, SNAPSHOT_DONE, command, writeSnapshotBatch } from './replication-wire.ts'
 import type { Store } from './store.ts'
 
 export interface SourceSettings {
@@ -25,8 +26,9 @@ export interface PeerState {
 
 export type DropReason = 'garbage' | 'too_far_behind' | 'timeout'
 
-/** Snapshot records are written in batches of this many, and only while the socket is below the mark. */
-const SNAPSHOT_BATCH = 512
+/** Snapshot commands (of SNAPSHOT_BATCH_KEYS keys) written per event-loop turn. */
+const SNAPSHOT_BATCHES_PER_TURN = 8
+/** Above this many bytes queued on the socket, the snapshot waits for it to drain. */
 const SNAPSHOT_HIGH_WATER_BYTES = 4 * 1024 * 1024
 
 export class ReplicationSource {
@@ -38,6 +40,8 @@ export class ReplicationSource {
   private readonly peers = new Set<Peer>()
   private readonly heartbeat: NodeJS.Timeout
   private flushScheduled = false
+  /** The furthest offset any peer has acknowledged. */
+  private highestAck = 0
 
   constructor(store: Store, log: ReplicationLog, settings: SourceSettings, logger: Logger) {
     this.store = store
@@ -94,6 +98,16 @@ export class ReplicationSource {
     return (args) => this.receive(peer, args)
   }
 
+  /** Keys of the ops no peer has acknowledged yet; null when some of those ops left the backlog. */
+  unacknowledgedKeys(): Set<string> | null {
+    const ops = this.log.readFrom(this.highestAck)
+    if (ops === NOT_IN_BACKLOG) return null
+    const keys = new Set<string>()
+    const parser = new RespRequestParser()
+    for (const op of ops) parser.push(op, (args) => args[1] && keys.add(args[1].toString('latin1')))
+    return keys
+  }
+
   peerStates(): PeerState[] {
     const now = Date.now()
     return [...this.peers].map((peer) => ({
@@ -115,16 +129,17 @@ export class ReplicationSource {
   private pumpSnapshot(peer: Peer, keys: string[], from: number, writer: RespWriter): void {
     const socket = peer.socket
     let index = from
-    while (index < keys.length && socket.writableLength < SNAPSHOT_HIGH_WATER_BYTES) {
-      const now = Date.now()
-      const end = Math.min(keys.length, index + SNAPSHOT_BATCH)
+    const batch: string[] = []
+    for (let turn = 0; turn < SNAPSHOT_BATCHES_PER_TURN && index < keys.length && socket.writableLength < SNAPSHOT_HIGH_WATER_BYTES; turn++) {
+      const end = Math.min(keys.length, index + SNAPSHOT_BATCH_KEYS)
+      batch.length = 0
       for (; index < end; index++) {
         const packed = this.store.peekEntry(keys[index])
-        if (packed !== undefined) {
-          writeSnapshotRecord(writer, keys[index], packed, now)
-          peer.snapshotRecords++
-        }
+        if (packed !== undefined) batch.push(keys[index], packed)
       }
+      if (batch.length === 0) continue
+      writeSnapshotBatch(writer, batch, Date.now())
+      peer.snapshotRecords += batch.length / 2
       writer.writeTo(socket)
     }
     if (socket.destroyed) return
@@ -170,7 +185,8 @@ export class ReplicationSource {
       this.sendLog(peer)
       if (peer.socket.destroyed) continue
       const writer = new RespWriter()
-      command(writer, HEARTBEAT, [String(peer.sentOffset), String(this.log.lagBehind(peer.ackedOffset).bytes)])
+      const lag = this.log.lagBehind(peer.ackedOffset)
+      command(writer, HEARTBEAT, [String(peer.sentOffset), String(lag.ops), String(lag.bytes), String(now)])
       writer.writeTo(peer.socket)
     }
   }
@@ -184,6 +200,7 @@ export class ReplicationSource {
     }
     peer.ackedOffset = offset
     peer.lastAckAt = Date.now()
+    this.highestAck = Math.max(this.highestAck, offset)
   }
 
   private drop(peer: Peer, reason: DropReason, why: string): void {

@@ -1,7 +1,7 @@
 // What travels on a replication link, in RESP: log ops (counted by offset), snapshot records
 // (not counted), and the control commands both ends speak; encoders for the sending side.
 import type { RespWriter } from '../common/resp-writer.ts'
-import { entryExpiresAt, entryFlags, entryIsTombstone, entryValue, entryVersion } from './entry.ts'
+import { entryExpiresAt, entryFlags, entryIsTombstone, entryValue, entryVersion, rebaseExpiry } from './entry.ts'
 
 // Peer → source: the first command, then acknowledgements.
 export const SYNC = 'SL.SYNC' // SL.SYNC <replid|?> <next offset|-1> <peer name>
@@ -10,10 +10,12 @@ export const ACK = 'SL.ACK' // SL.ACK <next offset>
 export const FULLSYNC = 'SL.FULLSYNC' // <replid> <offset the ops after the snapshot start from>
 export const CONTINUE = 'SL.CONTINUE' // <replid> <offset>
 export const SNAPSHOT_DONE = 'SL.SNAPDONE' // <records sent>
-export const HEARTBEAT = 'SL.HEARTBEAT' // <head offset> <bytes the source holds that the peer has not acked>
-// Source → peer, snapshot records (the state of one key when the snapshot reached it).
-export const SNAPSHOT_VALUE = 'SL.SNAP' // <key> <value> <version> <pttl|-1> <flags>
-export const SNAPSHOT_TOMBSTONE = 'SL.SNAPDEL' // <key> <version>
+// <head offset> <ops and bytes the peer has not acknowledged> <the source's clock when sent, ms>
+export const HEARTBEAT = 'SL.HEARTBEAT'
+// Source → peer, snapshot records: keys with their packed entries (entry.ts), the expiry field
+// holding the time left. Packed entries go as they are, so neither end re-encodes values.
+export const SNAPSHOT = 'SL.SNAP' // <key> <entry> [<key> <entry> ...]
+export const SNAPSHOT_BATCH_KEYS = 256
 // Source → peer, log ops: the same versioned writes a router sends, so applying is one path.
 export const SET_VERSIONED = 'SL.SETV' // <key> <value> <version> [PX ms] [FLAGS n]
 export const DELETE_VERSIONED = 'SL.DELV' // <key> <version>
@@ -35,16 +37,14 @@ export function writeChangeOp(writer: RespWriter, key: string, packed: string, n
   command(writer, SET_VERSIONED, args)
 }
 
-/** The snapshot record for a key that holds packed. */
-export function writeSnapshotRecord(writer: RespWriter, key: string, packed: string, now: number): void {
-  const version = String(entryVersion(packed))
-  if (entryIsTombstone(packed)) {
-    command(writer, SNAPSHOT_TOMBSTONE, [key, version])
-    return
+/** One SL.SNAP command for keys and their packed entries ([key, entry, key, entry, …]). */
+export function writeSnapshotBatch(writer: RespWriter, keysAndEntries: string[], now: number): void {
+  writer.arrayHeader(keysAndEntries.length + 1)
+  writer.bulkLatin1(SNAPSHOT)
+  for (let i = 0; i < keysAndEntries.length; i += 2) {
+    writer.bulkLatin1(keysAndEntries[i])
+    writer.bulkLatin1(rebaseExpiry(keysAndEntries[i + 1], now, 0))
   }
-  const expiresAt = entryExpiresAt(packed)
-  const pttl = expiresAt === 0 ? -1 : Math.max(1, expiresAt - now)
-  command(writer, SNAPSHOT_VALUE, [key, entryValue(packed), version, String(pttl), String(entryFlags(packed))])
 }
 
 /** One command whose arguments are latin1 strings (the store's in-memory form, byte for byte). */

@@ -50,7 +50,7 @@ export class Replication {
       timeoutMs: settings.timeoutMs,
       maxValueBytes,
       log: logger,
-      onSnapshotApplied: () => this.snapshotApplied(peer, direction),
+      onSnapshotApplied: (keysSeen) => this.snapshotApplied(peer, direction, keysSeen),
     })
     this.upstream = settings.replicaOf ? link(settings.replicaOf, 'upstream') : null
     this.writeBacks = settings.replicas.map((peer) => link(peer, 'write-back'))
@@ -125,6 +125,25 @@ export class Replication {
     return this.serving
   }
 
+  // A snapshot merges, so a key the primary deleted or evicted while this replica was away (its
+  // tombstone gone by now) would outlive it here. After a full resync from the primary, a key
+  // neither the snapshot nor the ops beside it carried is removed, unless it is a write this
+  // replica took itself that the primary has not acknowledged yet.
+  private removeKeysThePrimaryLacks(keysSeen: Set<string>): void {
+    const pending = this.serving?.source.unacknowledgedKeys() ?? new Set<string>()
+    if (pending === null) {
+      this.logger.warn('after the full resync, keys the primary lacks are kept: writes this replica took are unacknowledged and no longer in its backlog')
+      return
+    }
+    let removed = 0
+    this.muted(() => {
+      for (const key of this.store.keyList()) {
+        if (!keysSeen.has(key) && !pending.has(key) && this.store.dropIfNotNewer(key, Number.MAX_SAFE_INTEGER)) removed++
+      }
+    })
+    if (removed > 0) this.logger.info({ removed }, 'after the full resync, removed keys the primary no longer holds')
+  }
+
   private muted(apply: () => void): void {
     const recorder = this.serving?.recorder
     if (!recorder) return apply()
@@ -136,7 +155,8 @@ export class Replication {
     }
   }
 
-  private snapshotApplied(peer: string, direction: 'upstream' | 'write-back'): void {
+  private snapshotApplied(peer: string, direction: 'upstream' | 'write-back', keysSeen: Set<string> | null): void {
+    if (keysSeen) this.removeKeysThePrimaryLacks(keysSeen)
     if (direction !== 'write-back' || !this.warmingUp) return
     this.warmingUp = false
     if (this.warmupTimer) clearTimeout(this.warmupTimer)

@@ -6,6 +6,7 @@ import { CountMinSketch } from '../common/count-min-sketch.ts'
 import { HybridLogicalClock } from '../common/hlc.ts'
 import { ExpiryIndex } from './expiry-index.ts'
 import {
+  ENTRY_HEADER_BYTES,
   entryExpiresAt,
   entryFlags,
   entryIsTombstone,
@@ -195,6 +196,20 @@ export class Store {
     return current === undefined || entryIsTombstone(current) ? 'absent' : 'deleted'
   }
 
+  /**
+   * Stores a packed entry from a peer's snapshot (a value or a tombstone, its expiry already
+   * absolute on this clock) unless the stored entry is as new or newer.
+   */
+  restore(key: string, packed: string): WriteResult {
+    const current = this.peekEntry(key)
+    const version = entryVersion(packed)
+    if (current !== undefined && entryVersion(current) >= version) return 'stale'
+    this.clock.observe(version)
+    if ((current === undefined || entryIsTombstone(current)) && !entryIsTombstone(packed) && !this.admit(key, packed)) return 'rejected'
+    this.put(key, packed, entryExpiresAt(packed))
+    return 'stored'
+  }
+
   /** Removes key if its entry is no newer than version: a primary's eviction, replayed. */
   dropIfNotNewer(key: string, version: number): boolean {
     const current = this.cache.peek(key)
@@ -208,17 +223,19 @@ export class Store {
     return [...this.cache.keys()]
   }
 
-  /** An order-independent digest of every live key, version, flags and value. */
+  /**
+   * A SHA-1 over every live key, version, flags and value in key order: equal on two stores that
+   * hold the same data. It walks and sorts the whole store at once (tests and debugging only).
+   */
   digest(): { items: number; sha1: string } {
-    const sum = Buffer.alloc(20)
-    let items = 0
-    for (const [key, packed] of this.cache.entries()) {
-      if (entryIsTombstone(packed) || this.isExpired(packed)) continue
-      const hash = createHash('sha1').update(key, 'latin1').update('\0').update(`${entryVersion(packed)}:${entryFlags(packed)}`).update('\0').update(entryValue(packed), 'latin1').digest()
-      for (let i = 0; i < sum.length; i++) sum[i] ^= hash[i]
-      items++
+    const live = [...this.cache.entries()].filter(([, packed]) => !entryIsTombstone(packed) && !this.isExpired(packed))
+    live.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+    const hash = createHash('sha1')
+    for (const [key, packed] of live) {
+      hash.update(`${key.length}:${key}${entryVersion(packed)}:${entryFlags(packed)}:${packed.length - ENTRY_HEADER_BYTES}:`, 'latin1')
+      hash.update(entryValue(packed), 'latin1')
     }
-    return { items, sha1: sum.toString('hex') }
+    return { items: live.length, sha1: hash.digest('hex') }
   }
 
   /** Sets a key's TTL; a TTL of 0 or less deletes it, as Redis does. False if the key is absent. */
