@@ -152,10 +152,12 @@ export async function startShard(options: ShardOptions = {}): Promise<RunningSer
   }
 }
 
-export async function startRedis(): Promise<RunningServer> {
+/** redis-server with no persistence, on loopback; extraArgs are appended to its command line. */
+export async function startRedis(extraArgs: string[] = []): Promise<RunningServer> {
   const port = await freePort()
   const proc = spawnTracked('redis-server', '/usr/bin/redis-server', [
     '--bind', HOST, '--port', String(port), '--save', '', '--appendonly', 'no', '--protected-mode', 'yes', '--daemonize', 'no', '--logfile', '',
+    ...extraArgs,
   ])
   await waitForPort(proc, port, 15_000)
   const client = await RespClient.connect(port)

@@ -20,11 +20,11 @@ import {
   codeVersion,
   cpuSeconds,
   formatTable,
-  freePort,
   loadAverage,
   parseInfo,
   runMain,
   sleep,
+  startRedis,
   spawnTracked,
   startShard,
   stopServer,
@@ -135,27 +135,7 @@ async function startRedisPair(primary: RunningServer): Promise<Pair> {
 async function startRedisIn(): Promise<RunningServer> {
   const dir = mkdtempSync(join(tmpdir(), 'shardline-bench-redis-'))
   tempDirs.push(dir)
-  const port = await freePort()
-  const proc = spawnTracked('redis-server', '/usr/bin/redis-server', [
-    '--bind', HOST, '--port', String(port), '--save', '', '--appendonly', 'no', '--protected-mode', 'yes', '--daemonize', 'no', '--logfile', '',
-    '--dir', dir, '--repl-diskless-sync', 'yes', '--repl-diskless-sync-delay', '0', '--repl-diskless-load', 'disabled',
-  ])
-  const deadline = performance.now() + 15_000
-  for (;;) {
-    if (proc.child.exitCode !== null || proc.child.signalCode !== null) throw new Error(`redis-server exited early:\n${proc.output()}`)
-    try {
-      const client = await RespClient.connect(port)
-      try {
-        const info = parseInfo(await client.commandText('INFO', 'server'))
-        return { kind: 'redis', proc, port, pid: Number(info.process_id) }
-      } finally {
-        client.close()
-      }
-    } catch (error) {
-      if (performance.now() > deadline) throw new Error(`redis-server not answering on ${port}: ${String(error)}\n${proc.output()}`)
-      await sleep(50)
-    }
-  }
+  return startRedis(['--dir', dir, '--repl-diskless-sync', 'yes', '--repl-diskless-sync-delay', '0', '--repl-diskless-load', 'disabled'])
 }
 
 async function startPrimary(kind: Kind): Promise<RunningServer> {
