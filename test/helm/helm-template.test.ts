@@ -97,7 +97,7 @@ if (!helm) {
     t.equal(shardService.spec.publishNotReadyAddresses, true)
 
     const dashboards = docs.filter((d) => d.kind === 'ConfigMap' && d.metadata.labels?.grafana_dashboard === '1')
-    t.equal(dashboards.length, 4)
+    t.equal(dashboards.length, 5)
     for (const dashboard of dashboards) {
       const [file, text] = Object.entries(dashboard.data!)[0]
       t.equal(text, readFileSync(join(DASHBOARD_DIR, file), 'utf8').trimEnd(), `${file} ships as it is`)
