@@ -130,6 +130,7 @@ export class ReplicationSource {
     const socket = peer.socket
     let index = from
     const batch: string[] = []
+    // One socket write per turn, of up to SNAPSHOT_BATCHES_PER_TURN commands.
     for (let turn = 0; turn < SNAPSHOT_BATCHES_PER_TURN && index < keys.length && socket.writableLength < SNAPSHOT_HIGH_WATER_BYTES; turn++) {
       const end = Math.min(keys.length, index + SNAPSHOT_BATCH_KEYS)
       batch.length = 0
@@ -140,8 +141,8 @@ export class ReplicationSource {
       if (batch.length === 0) continue
       writeSnapshotBatch(writer, batch, Date.now())
       peer.snapshotRecords += batch.length / 2
-      writer.writeTo(socket)
     }
+    writer.writeTo(socket)
     if (socket.destroyed) return
     if (index < keys.length) {
       // Yield to clients between batches: a snapshot never stalls the shard.
