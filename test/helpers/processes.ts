@@ -23,7 +23,7 @@ export interface ShardProcess {
   stop(signal?: NodeJS.Signals): Promise<{ code: number | null; signal: NodeJS.Signals | null }>
 }
 
-const SHARD_READY = /shardline shard \S+ ready: resp [\d.]+:(\d+) admin (http:\/\/[\d.]+:(\d+))/
+export const SHARD_READY = /shardline shard \S+ ready: resp [\d.]+:(\d+) admin (http:\/\/[\d.]+:(\d+))/
 const ROUTER_READY = /shardline router ready: (http:\/\/[\d.]+:(\d+)) admin (http:\/\/[\d.]+:(\d+))/
 
 export interface RouterProcess extends Omit<ShardProcess, 'port' | 'adminPort' | 'adminUrl'> {
@@ -42,18 +42,33 @@ export async function startRouterProcess(t: Teardown, configFile: string, timeou
 }
 
 async function startProcess(t: Teardown, args: string[], ready: RegExp, timeoutMs: number) {
-  const child = spawn(process.execPath, [CLI, ...args], {
-    env: { ...process.env, SHARDLINE_LOG_FORMAT: 'json' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
+  const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, SHARDLINE_LOG_FORMAT: 'json' }, stdio: ['ignore', 'pipe', 'pipe'] })
+  return superviseProcess(t, child, ready, args[0], timeoutMs)
+}
+
+/** How long a process has to exit on SIGTERM at the end of a test before it is killed. */
+const STOP_GRACE_MS = 5000
+
+/**
+ * Collects a started process's output, waits for its ready line, and stops it when the test ends:
+ * SIGTERM first (after SIGCONT, should the test have left it stopped), so that it exits on its own
+ * and writes its coverage; SIGKILL if it has not exited within STOP_GRACE_MS.
+ */
+export async function superviseProcess(t: Teardown, child: ChildProcess, ready: RegExp, name: string, timeoutMs: number) {
   let output = ''
   child.stdout!.on('data', (chunk) => (output += chunk))
   child.stderr!.on('data', (chunk) => (output += chunk))
   const exited = once(child, 'exit')
-  t.teardown(() => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
+  const running = () => child.exitCode === null && child.signalCode === null
+  t.teardown(async () => {
+    if (!running()) return
+    child.kill('SIGCONT')
+    child.kill('SIGTERM')
+    const timer = setTimeout(() => child.kill('SIGKILL'), STOP_GRACE_MS)
+    await exited
+    clearTimeout(timer)
   })
-  const match = await waitFor(() => ready.exec(output), timeoutMs, () => `${args[0]} did not print its ready line:\n${output}`)
+  const match = await waitFor(() => ready.exec(output), timeoutMs, () => `${name} did not print its ready line:\n${output}`)
   return {
     match,
     child,

@@ -2,30 +2,16 @@
 // router, on loopback or in network-namespace test hosts; kill, hang, cut, digests, and recording writers.
 import { once } from 'node:events'
 import { mkdtempSync, writeFileSync } from 'node:fs'
-import { createServer, type AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Redis } from 'ioredis'
 import { createTestHosts, ROOT, type TestNetwork } from './netns.ts'
-import { startRouterProcess, startShardProcess, waitFor, type RouterProcess, type ShardProcess, type Teardown } from './processes.ts'
+import { SHARD_READY, freePort, startRouterProcess, startShardProcess, superviseProcess, waitFor, type RouterProcess, type ShardProcess, type Teardown } from './processes.ts'
 
 const CLI = fileURLToPath(new URL('../../cli/shardline.ts', import.meta.url))
-const SHARD_READY = /shardline shard \S+ ready: resp [\d.]+:(\d+) admin (http:\/\/[\d.]+:(\d+))/
 /** Inside a test host every address is the host's own, so fixed ports cannot clash. */
 const NETNS_PORTS = { data: 6380, admin: 9380 }
-
-/** A port nobody listens on right now: primary and replica must know each other's before either starts. */
-export async function freePort(host = '127.0.0.1'): Promise<number> {
-  const server = createServer()
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject)
-    server.listen(0, host, resolve)
-  })
-  const { port } = server.address() as AddressInfo
-  await new Promise((resolve) => server.close(resolve))
-  return port
-}
 
 export const delay = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 
@@ -376,27 +362,8 @@ connections:
 /** Like startShardProcess, inside a test host: the process listens on the host's address. */
 async function startShardInHost(owner: Teardown, network: TestNetwork, host: string, args: string[], timeoutMs = 15_000): Promise<ShardProcess> {
   const child = network.exec(host, process.execPath, [CLI, 'shard', ...args], { env: { ...process.env, SHARDLINE_LOG_FORMAT: 'json' }, stdio: ['ignore', 'pipe', 'pipe'] })
-  let output = ''
-  child.stdout!.on('data', (chunk) => (output += chunk))
-  child.stderr!.on('data', (chunk) => (output += chunk))
-  const exited = once(child, 'exit')
-  owner.teardown(() => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
-  })
-  const match = await waitFor(() => SHARD_READY.exec(output), timeoutMs, () => `shard in ${host} did not print its ready line:\n${output}`)
-  return {
-    child,
-    pid: child.pid!,
-    port: Number(match[1]),
-    adminUrl: match[2],
-    adminPort: Number(match[3]),
-    output: () => output,
-    async stop(signal: NodeJS.Signals = 'SIGTERM') {
-      if (child.exitCode === null && child.signalCode === null) child.kill(signal)
-      const [code, exitSignal] = (await exited) as [number | null, NodeJS.Signals | null]
-      return { code, signal: exitSignal }
-    },
-  }
+  const { match, ...supervised } = await superviseProcess(owner, child, SHARD_READY, `shard in ${host}`, timeoutMs)
+  return { ...supervised, port: Number(match[1]), adminUrl: match[2], adminPort: Number(match[3]) }
 }
 
 /** Runs redis-cli inside a test host (to reach a shard the root namespace is cut from). */
