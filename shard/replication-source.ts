@@ -82,7 +82,9 @@ export class ReplicationSource {
       peer.ackedOffset = offset
       command(writer, CONTINUE, [this.log.replid, String(offset)])
       writer.writeTo(socket)
+      socket.cork()
       for (const op of backlog) socket.write(op)
+      socket.uncork()
       peer.sentOffset = this.log.headOffset
       this.logger.info({ peer: peer.name, offset, ops: backlog.length }, 'replica resumed from the backlog (partial resync)')
     } else {
@@ -103,7 +105,8 @@ export class ReplicationSource {
     const ops = this.log.readFrom(this.highestAck)
     if (ops === NOT_IN_BACKLOG) return null
     const keys = new Set<string>()
-    const parser = new RespRequestParser()
+    // The log holds this shard's own encoding of writes it accepted: no limit to enforce.
+    const parser = new RespRequestParser({ maxBulkBytes: Number.MAX_SAFE_INTEGER, maxArrayLength: 16, maxInlineBytes: 64 * 1024 })
     for (const op of ops) parser.push(op, (args) => args[1] && keys.add(args[1].toString('latin1')))
     return keys
   }

@@ -138,6 +138,27 @@ t.test('a replica that was away resumes from the backlog, or takes a snapshot on
   t.ok(await waitFor(() => /dropping replication peer: (\d+ bytes are waiting for it to read|no acknowledgement for \d+ ms)/.test(pair.primary.output()), 5000))
 })
 
+t.test('after a full resync a replica keeps the writes it took that its primary has not seen', async (t) => {
+  // A primary without --replicas never pulls its replica's writes back: they stay unacknowledged.
+  const primaryPort = await freePort()
+  const config = configFile(`${FAST}  backlogBytes: 64kb\n  maxPeerBufferBytes: 1mb\n`)
+  const primary = await startShardProcess(t, ['--name', 'p', '--port', String(primaryPort), '--config', config])
+  const replica = await startShardProcess(t, ['--name', 'r', '--replicaof', `127.0.0.1:${primaryPort}`, '--config', config])
+  await waitFor(async () => (await stats(replica)).upstream.state === 'streaming', 10_000)
+  const [p, r] = [new Redis({ port: primary.port, host: '127.0.0.1' }), new Redis({ port: replica.port, host: '127.0.0.1' })]
+  t.teardown(() => [p, r].forEach((client) => client.disconnect()))
+  t.equal(await r.call('SL.SETV', 'failover-write', 'kept', '900000000000000'), 1)
+  replica.child.kill('SIGSTOP')
+  t.teardown(() => replica.child.kill('SIGCONT'))
+  const value = 'z'.repeat(1000)
+  for (let batch = 0; batch < 20; batch++) await Promise.all(Array.from({ length: 1000 }, (_, i) => p.set(`fill:${batch}:${i}`, value)))
+  await waitFor(async () => (await stats(primary)).peers.length === 0, 10_000, () => 'the primary to drop the stopped replica')
+  replica.child.kill('SIGCONT')
+  await waitFor(async () => (await stats(replica)).upstream.fullSyncs === 2 && (await stats(replica)).upstream.state === 'streaming', 30_000, () => 'a second full resync')
+  t.equal(await r.get('failover-write'), 'kept', 'the replica\'s own unacknowledged write survived the full resync')
+  t.equal(await r.dbsize(), 20_001)
+})
+
 t.test('writes a replica took while its primary hung flow back to the primary; versions decide', async (t) => {
   const pair = await startPair(t)
   const [p, r] = [pair.client(pair.primary), pair.client(pair.replica)]
