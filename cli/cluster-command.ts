@@ -58,20 +58,16 @@ export async function runClusterCommand(argv: string[]): Promise<void> {
         ]
         // Data ports are fixed before anything starts: a primary and its replicas name each
         // other on their command lines (--replicas, --replicaof).
-        const dataAddresses: string[] = []
+        const dataPorts: number[] = []
         for (const [, destination] of destinations) {
-          const { host } = destination.address
-          let { port } = destination.address
-          if (port === 0 && LOOPBACK.test(host)) {
-            port = await freePort(host)
-            portsChanged = true
-          }
-          dataAddresses.push(`${host}:${port}`)
+          const { host, port } = destination.address
+          if (port === 0 && LOOPBACK.test(host)) portsChanged = true
+          dataPorts.push(port === 0 && LOOPBACK.test(host) ? await freePort(host) : port)
         }
+        const dataAddresses = destinations.map(([, destination], d) => `${destination.address.host}:${dataPorts[d]}`)
         for (const [d, [name, destination, record]] of destinations.entries()) {
           if (!LOOPBACK.test(destination.address.host)) continue
-          const [host, port] = [destination.address.host, dataAddresses[d].slice(destination.address.host.length + 1)]
-          const args = ['shard', '--name', name, '--host', host, '--port', port, '--admin-port', String(destination.admin?.port ?? 0)]
+          const args = ['shard', '--name', name, '--host', destination.address.host, '--port', String(dataPorts[d]), '--admin-port', String(destination.admin?.port ?? 0)]
           if (d === 0 && dataAddresses.length > 1) args.push('--replicas', dataAddresses.slice(1).join(','))
           if (d > 0) args.push('--replicaof', dataAddresses[0])
           if (values['max-memory']) args.push('--max-memory', values['max-memory'])

@@ -65,7 +65,6 @@ export class ReplicationLink {
   private ackedOffset = -1
   private snapshotStartedAt = 0
   private keysSeen: Set<string> | null = null
-  private wasConnected = false
 
   constructor(options: LinkOptions) {
     this.options = options
@@ -141,7 +140,8 @@ export class ReplicationLink {
   private disconnected(socket: net.Socket): void {
     if (this.socket !== socket) return
     this.socket = null
-    if (this.state !== 'connecting' || this.wasConnected) {
+    // A link that never synced (its peer not up yet) reconnects quietly.
+    if (this.state !== 'connecting') {
       this.options.log.warn({ peer: this.options.peer, direction: this.options.direction, offset: this.offset, state: this.state }, 'replication link lost; reconnecting')
     }
     // A snapshot cut short leaves keys missing that no later op will bring: only a new full
@@ -149,7 +149,6 @@ export class ReplicationLink {
     if (this.state === 'snapshot') this.replid = '?'
     this.keysSeen = null
     this.state = 'connecting'
-    this.wasConnected = false
     if (this.closed) return
     const delay = this.backoffMs * (0.5 + Math.random())
     this.backoffMs = Math.min(RECONNECT_MAX_MS, this.backoffMs * 2)
@@ -200,7 +199,6 @@ export class ReplicationLink {
 
   private synced(kind: string, replid: string, offset: number): void {
     if (this.state !== 'connecting') throw new LinkError(`${kind} in the middle of a stream`)
-    this.wasConnected = true
     this.backoffMs = RECONNECT_MIN_MS
     const samePeerProcess = replid === this.lastSyncedReplid
     this.replid = replid
