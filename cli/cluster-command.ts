@@ -1,5 +1,5 @@
 // `shardline cluster --config <file>`: the local cluster. Starts a shard process for every
-// loopback destination in a router config, then the router; prints the URLs; stops them all.
+// loopback destination in a router config, then the router; restarts any that dies; stops them all.
 import { once } from 'node:events'
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import net from 'node:net'
@@ -10,7 +10,7 @@ import { parseArgs } from 'node:util'
 import { parse, stringify } from 'yaml'
 import { createLogger } from '../common/logger.ts'
 import { loadRouterConfig, type DestinationConfig } from '../router/config.ts'
-import { startChild, type Child } from './child-process.ts'
+import { SupervisedChild } from './child-process.ts'
 
 export const DEFAULT_CLUSTER_CONFIG = fileURLToPath(new URL('../config/local.yaml', import.meta.url))
 const SHARD_READY = /shardline shard \S+ ready: resp ([\d.]+):(\d+) admin http:\/\/([\d.]+):(\d+)/
@@ -24,18 +24,15 @@ export async function runClusterCommand(argv: string[]): Promise<void> {
   const config = loadRouterConfig(file)
   const log = createLogger('cluster')
   const env = { ...process.env, SHARDLINE_LOG_FORMAT: process.stdout.isTTY ? 'pretty' : (process.env.SHARDLINE_LOG_FORMAT ?? 'json') }
-  const children: Child[] = []
+  const children: SupervisedChild[] = []
   let stopping = false
   const stopAll = async (code: number) => {
     if (stopping) return
     stopping = true
-    const deadline = setTimeout(() => children.forEach((child) => child.process.kill('SIGKILL')), STOP_DEADLINE_MS)
+    const deadline = setTimeout(() => children.forEach((child) => child.kill('SIGKILL')), STOP_DEADLINE_MS)
     // The router drains first, so requests in flight still find their shards.
     const [routers, shards] = [children.filter((c) => c.name === 'router'), children.filter((c) => c.name !== 'router')]
-    for (const group of [routers, shards]) {
-      for (const child of group) child.process.kill('SIGTERM')
-      await Promise.all(group.map((child) => child.exited))
-    }
+    for (const group of [routers, shards]) await Promise.all(group.map((child) => child.stop('SIGTERM')))
     clearTimeout(deadline)
     process.exit(code)
   }
@@ -71,11 +68,13 @@ export async function runClusterCommand(argv: string[]): Promise<void> {
           if (d === 0 && dataAddresses.length > 1) args.push('--replicas', dataAddresses.slice(1).join(','))
           if (d > 0) args.push('--replicaof', dataAddresses[0])
           if (values['max-memory']) args.push('--max-memory', values['max-memory'])
-          const child = startChild(`${poolName}/${name}`, args, SHARD_READY, env)
+          const child = new SupervisedChild({ name: `${poolName}/${name}`, args, readyLine: SHARD_READY, env, log })
           children.push(child)
           starting.push(child.ready.then((match) => {
             if (destination.admin?.port === 0) portsChanged = true
             record(`${match[1]}:${match[2]}`, `${match[3]}:${match[4]}`)
+            // A restart must come back on the admin port the router's config now names.
+            child.args = args.map((arg, i) => (args[i - 1] === '--admin-port' ? match[4] : arg))
           }))
         }
       }
@@ -86,16 +85,11 @@ export async function runClusterCommand(argv: string[]): Promise<void> {
       routerConfig = join(mkdtempSync(join(tmpdir(), 'shardline-cluster-')), 'router.yaml')
       writeFileSync(routerConfig, stringify(yaml))
     }
-    const router = startChild('router', ['router', '--config', routerConfig], ROUTER_READY, env)
+    const router = new SupervisedChild({ name: 'router', args: ['router', '--config', routerConfig], readyLine: ROUTER_READY, env, log })
     children.push(router)
     const [, dataUrl, adminUrl] = await router.ready
     console.log(`shardline cluster ready: ${dataUrl} (admin ${adminUrl}), ${children.length - 1} shard processes`)
     console.log(`  try: curl -XPOST ${dataUrl}/k -H 'content-type: application/json' -d '{"value":"v","ttl":60}'`)
-    for (const child of children) {
-      void child.exited.then(([code, signal]) => {
-        if (!stopping) log.warn({ child: child.name, code, signal }, 'a cluster process exited; the others keep running')
-      })
-    }
   } catch (error) {
     log.error({ error: (error as Error).message }, 'the local cluster did not start')
     await stopAll(1)

@@ -1,5 +1,6 @@
 // `shardline cluster` (what npm start runs) with a config whose ports are 0: every process
-// starts, the seed API and the get/set/del commands work through the router, SIGTERM stops all.
+// starts, the seed API and the get/set/del commands work through the router, a child killed with
+// -9 is restarted on its addresses and serves again, SIGTERM stops all.
 import t from 'tap'
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
@@ -54,6 +55,26 @@ t.test('the local cluster starts, serves, and stops every child on SIGTERM', asy
   t.equal(miss.code, 1)
   t.match(miss.stderr, /404/)
   t.same(await (await fetch(`${adminUrl}/readyz`)).json(), { status: 'ready' })
+
+  // kill -9 of a shard and then of the router: the cluster restarts each, as Kubernetes would.
+  const pidOf = (name: string) => Number([...output.matchAll(new RegExp(`"pid":(\\d+)[^\\n]*"name":"${name}"`, 'g'))].at(-1)![1])
+  const readyLines = (name: string) => output.split('\n').filter((line) => line.startsWith(`[${name}] shardline `) && line.includes(' ready: ')).length
+  const shardPid = pidOf('shard:a')
+  process.kill(shardPid, 'SIGKILL')
+  await waitFor(() => readyLines('main/a') === 2, 20_000, () => `main/a was not restarted:\n${output}`)
+  t.match(output, /"child":"main\/a","code":null,"signal":"SIGKILL","restarts":1/, 'the restart is logged and counted')
+  t.not(pidOf('shard:a'), shardPid, 'a new process serves shard a')
+  const restartedPort = /\[main\/a\] shardline shard a ready: resp [\d.]+:(\d+)/g
+  const ports = [...output.matchAll(restartedPort)].map((m) => m[1])
+  t.equal(ports[1], ports[0], 'the restarted shard listens on the data port the router knows')
+  // The router re-admits the restarted primary (after its warm-up from the replica) on its own.
+  await waitFor(async () => (await fetch(`${adminUrl}/readyz`)).ok && !(await (await fetch(`${adminUrl}/admin/shards`)).json() as { destinations: Array<{ knockedOut: boolean }> }).destinations.some((d) => d.knockedOut), 20_000, () => 'shard a was not re-admitted')
+  t.equal((await run(process.execPath, [CLI, 'set', 'after', 'restart', '--router', url])).stdout.trim(), '{"stored":true}')
+
+  process.kill(pidOf('router'), 'SIGKILL')
+  await waitFor(() => readyLines('router') === 2, 20_000, () => `the router was not restarted:\n${output}`)
+  const newUrl = [...output.matchAll(/\[router\] shardline router ready: (http:\/\/[\d.:]+)/g)].at(-1)![1]
+  t.equal((await run(process.execPath, [CLI, 'get', 'after', '--router', newUrl])).stdout.trim(), '{"value":"restart"}', 'the restarted router serves the same data')
 
   const pids = [...new Set([...output.matchAll(/"pid":(\d+)/g)].map((m) => Number(m[1])))]
   t.ok(pids.length >= 4, `saw ${pids.length} child pids`)
