@@ -128,6 +128,8 @@ export interface RunningServer {
 }
 
 export interface ShardOptions {
+  /** The shardline CLI to run: another checkout's, to compare code versions side by side. */
+  cli?: string
   maxMemory?: string
   policy?: 'lru' | 'fifo' | 'lfu'
   name?: string
@@ -136,7 +138,7 @@ export interface ShardOptions {
 /** Starts `shardline shard` with ports 0 and waits for its "ready" line. */
 export async function startShard(options: ShardOptions = {}): Promise<RunningServer> {
   const name = options.name ?? 'bench'
-  const args = [SHARDLINE_CLI, 'shard', '--port', '0', '--admin-port', '0', '--max-memory', options.maxMemory ?? '64mb', '--policy', options.policy ?? 'lru', '--name', name]
+  const args = [options.cli ?? SHARDLINE_CLI, 'shard', '--port', '0', '--admin-port', '0', '--max-memory', options.maxMemory ?? '64mb', '--policy', options.policy ?? 'lru', '--name', name]
   // process.execPath is the pinned node 24 that runs this script (npx node), so the child's pid is
   // the shard's own (its re-exec with a heap limit keeps the pid).
   const proc = spawnTracked(`shard ${name}`, process.execPath, args, { cwd: REPO_ROOT, env: { ...process.env, SHARDLINE_LOG_LEVEL: 'warn' } })
@@ -378,9 +380,18 @@ export class MemcachedClient {
 
 /** VmRSS of a process, in bytes. */
 export function readRss(pid: number): number {
+  return readStatusBytes(pid, 'VmRSS')
+}
+
+/** VmHWM of a process (its peak RSS so far), in bytes. */
+export function readPeakRss(pid: number): number {
+  return readStatusBytes(pid, 'VmHWM')
+}
+
+function readStatusBytes(pid: number, field: string): number {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8')
-  const match = status.match(/^VmRSS:\s+(\d+)\s+kB/m)
-  if (!match) throw new Error(`no VmRSS for pid ${pid}`)
+  const match = new RegExp(`^${field}:\\s+(\\d+)\\s+kB`, 'm').exec(status)
+  if (!match) throw new Error(`no ${field} for pid ${pid}`)
   return Number(match[1]) * 1024
 }
 

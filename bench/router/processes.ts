@@ -23,8 +23,11 @@ export interface RunningRouter {
   adminPort: number
 }
 
-/** Writes a router config over the shards (one pool, default settings, one process) and starts it. */
-export async function startRouter(dir: string, shards: Backend[]): Promise<RunningRouter> {
+/**
+ * Writes a router config over the shards (one pool, default settings, one process) and starts it;
+ * `cli` runs another checkout's router, to compare code versions side by side.
+ */
+export async function startRouter(dir: string, shards: Backend[], cli = SHARDLINE_CLI): Promise<RunningRouter> {
   const file = join(dir, 'router.yaml')
   const lines = [
     'listen:',
@@ -38,7 +41,7 @@ export async function startRouter(dir: string, shards: Backend[]): Promise<Runni
     ...shards.flatMap((shard) => [`      - name: ${shard.name}`, `        primary: ${HOST}:${shard.port}`]),
   ]
   writeFileSync(file, `${lines.join('\n')}\n`)
-  const proc = spawnTracked('router', process.execPath, [SHARDLINE_CLI, 'router', '--config', file], {
+  const proc = spawnTracked('router', process.execPath, [cli, 'router', '--config', file], {
     cwd: REPO_ROOT,
     env: { ...process.env, SHARDLINE_LOG_LEVEL: 'warn' },
   })
