@@ -1,11 +1,27 @@
 // Why an operation failed on its way to a shard, each with the HTTP status and code the front
-// answers with: no healthy destination, queue full, shard timeout, connection lost, shard error.
+// answers with: no healthy destination, queue full, timeout, connection lost, outcome unknown, shard error.
 import { HttpError } from '../common/http-errors.ts'
 
-/** The connection to a destination failed or closed: the failover route may try the next one. */
+/**
+ * The command never reached the shard (refused, or the connection failed or closed before it was
+ * written): nothing was applied, so the failover route may try the next destination.
+ */
 export class ShardConnectionError extends HttpError {
   constructor(message: string) {
     super(503, 'shard_unavailable', message)
+  }
+}
+
+/**
+ * The command was written, then the connection failed before its reply came: the shard may have
+ * applied it. Only an op that is safe to repeat may be tried on another destination.
+ */
+export class ShardReplyLostError extends ShardConnectionError {}
+
+/** An increment whose reply was lost: answered as such rather than applied a second time elsewhere. */
+export class OutcomeUnknownError extends HttpError {
+  constructor(shard: string, cause: string) {
+    super(503, 'outcome_unknown', `shard ${shard}: the increment may or may not have been applied and was not retried (${cause})`)
   }
 }
 
@@ -27,9 +43,26 @@ export class NoHealthyDestinationError extends HttpError {
   }
 }
 
-/** The shard answered with an error reply (a bug or a limit mismatch between router and shard). */
+/**
+ * The shard answered with an error reply or one the router cannot read (a bug or a limit mismatch
+ * between router and shard).
+ */
 export class ShardErrorReply extends HttpError {
   constructor(destination: string, message: string) {
     super(502, 'shard_error', `${destination}: ${message}`)
+  }
+}
+
+/** The value under a counter's key is not a signed 64-bit integer. */
+export class NotACounterError extends HttpError {
+  constructor(detail: string) {
+    super(409, 'not_a_counter', `the value under this key is not a counter (${detail})`)
+  }
+}
+
+/** The increment would take the counter past the signed 64-bit range; the counter is unchanged. */
+export class CounterOverflowError extends HttpError {
+  constructor() {
+    super(409, 'counter_overflow', 'the increment would take the counter outside the signed 64-bit range; the counter is unchanged')
   }
 }

@@ -1,6 +1,7 @@
 // Health of every destination, after mcrouter's TKO tracker: PING heartbeats, knock-out after
 // consecutive failures or at once on a refused or lost connection, probes with backoff and
 // jitter to re-admit, and a per-pool cap so a router cut off from the network keeps serving.
+// An unreadable reply is logged, not counted: it fails one op, not the destination.
 import type { Logger } from '../common/logger.ts'
 import type { RouterConfig } from './config.ts'
 import type { ShardDestination } from './shard-destination.ts'
@@ -24,6 +25,7 @@ export class HealthMonitor {
       pool.push(destination)
       this.pools.set(destination.id.pool, pool)
       destination.onHardFailure = (error) => this.fail(destination, error, true)
+      destination.onProtocolError = (error) => this.protocolError(destination, error)
     }
     this.heartbeat = setInterval(() => this.beat(), settings.heartbeatMs)
     this.heartbeat.unref()
@@ -33,7 +35,12 @@ export class HealthMonitor {
     clearInterval(this.heartbeat)
     for (const timer of this.probeTimers.values()) clearTimeout(timer)
     this.probeTimers.clear()
-    for (const destinations of this.pools.values()) for (const destination of destinations) destination.onHardFailure = () => {}
+    for (const destinations of this.pools.values()) {
+      for (const destination of destinations) {
+        destination.onHardFailure = () => {}
+        destination.onProtocolError = () => {}
+      }
+    }
   }
 
   private beat(): void {
@@ -65,6 +72,11 @@ export class HealthMonitor {
 
   private succeed(destination: ShardDestination): void {
     destination.health.consecutiveFailures = 0
+  }
+
+  private protocolError(destination: ShardDestination, error: Error): void {
+    destination.health.lastError = error.message
+    this.log.warn({ destination: destination.name, address: destination.address, reason: error.message }, 'unreadable reply from a destination: its connection was reset, the op that reply answered failed')
   }
 
   private fail(destination: ShardDestination, error: Error, hard: boolean): void {

@@ -1,8 +1,9 @@
 // How each Op is spoken to a shard in RESP (SL.GETV, SL.SETV, SL.DELV) and how its reply is read
 // back into an OpResult; an unexpected reply is a ShardErrorReply, -LOADING a reason to fail over.
+import { inspect } from 'node:util'
+import { INT64_MAX, INT64_MIN } from '../common/limits.ts'
 import { RespErrorReply, type RespReply } from '../common/resp-reply-parser.ts'
-import { HttpError } from '../common/http-errors.ts'
-import { ShardConnectionError, ShardErrorReply } from './errors.ts'
+import { CounterOverflowError, NotACounterError, ShardConnectionError, ShardErrorReply } from './errors.ts'
 import type { Op, OpResult } from './routes/route.ts'
 import type { ShardDestination } from './shard-destination.ts'
 
@@ -27,22 +28,32 @@ export async function runOnDestination(destination: ShardDestination, op: Op): P
       return { kind: 'delete', deleted: reply === 1 }
     }
     case 'incr': {
-      const raw = await destination.send(['INCRBY', op.key, String(op.by)])
-      if (raw instanceof RespErrorReply && /not an integer|overflow/.test(raw.message)) {
-        throw new HttpError(409, 'not_a_counter', `the value under this key is not a counter (${raw.message.replace(/^ERR /, '')})`)
+      const raw = await destination.send(['INCRBY', op.key, op.by.toString()])
+      if (raw instanceof RespErrorReply) {
+        if (raw.message.includes('would overflow')) throw new CounterOverflowError()
+        if (raw.message.includes('not an integer')) throw new NotACounterError(raw.message.replace(/^ERR /, ''))
       }
       const reply = check(destination, raw)
-      if (typeof reply !== 'number') throw unexpected(destination, reply)
-      return { kind: 'incr', value: reply }
+      if (typeof reply === 'number') return { kind: 'incr', value: BigInt(reply) }
+      if (typeof reply === 'bigint') return { kind: 'incr', value: reply }
+      throw unexpected(destination, reply)
     }
     case 'counter': {
       const reply = check(destination, await destination.send(['GET', op.key]))
-      if (reply !== null && !Buffer.isBuffer(reply)) throw unexpected(destination, reply)
-      const value = reply === null ? 0 : Number(reply.toString('latin1'))
-      if (!Number.isSafeInteger(value)) throw new ShardErrorReply(destination.name, `${JSON.stringify(reply?.toString('latin1'))} is not a counter`)
-      return { kind: 'counter', value }
+      if (reply === null) return { kind: 'counter', value: 0n }
+      if (!Buffer.isBuffer(reply)) throw unexpected(destination, reply)
+      return { kind: 'counter', value: counterValue(reply.toString('latin1')) }
     }
   }
+}
+
+const CANONICAL_INTEGER = /^(?:0|-?[1-9][0-9]{0,18})$/
+
+/** A stored counter as INCR reads it: canonical signed 64-bit decimal text, as Redis's string2ll. */
+function counterValue(text: string): bigint {
+  const value = CANONICAL_INTEGER.test(text) ? BigInt(text) : null
+  if (value === null || value < INT64_MIN || value > INT64_MAX) throw new NotACounterError(`${JSON.stringify(text.slice(0, 40))} is not a signed 64-bit integer`)
+  return value
 }
 
 function check(destination: ShardDestination, reply: RespReply): RespReply {
@@ -60,5 +71,6 @@ function check(destination: ShardDestination, reply: RespReply): RespReply {
 }
 
 function unexpected(destination: ShardDestination, reply: RespReply): ShardErrorReply {
-  return new ShardErrorReply(destination.name, `unexpected reply ${JSON.stringify(reply)}`)
+  // inspect, not JSON: a reply may hold bigints, and a large one is cut short.
+  return new ShardErrorReply(destination.name, `unexpected reply ${inspect(reply, { breakLength: Infinity, maxArrayLength: 8, maxStringLength: 80 })}`)
 }

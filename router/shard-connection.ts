@@ -1,10 +1,11 @@
 // One persistent RESP connection from the router to a shard: pipelined requests, every command
-// queued in one event-loop turn leaving in one write, per-op timeouts, reconnect with backoff.
+// queued in one event-loop turn leaving in one write, per-op timeouts, reconnect with backoff;
+// a lost connection fails each command as sent (outcome unknown) or unsent (safe to retry).
 import net from 'node:net'
-import { RespReplyParser, type RespReply } from '../common/resp-reply-parser.ts'
+import { RespReplyParseError, RespReplyParser, type RespReply } from '../common/resp-reply-parser.ts'
 import { RespWriter } from '../common/resp-writer.ts'
 import type { Endpoint } from './config.ts'
-import { ShardConnectionError, ShardTimeoutError } from './errors.ts'
+import { ShardConnectionError, ShardErrorReply, ShardReplyLostError, ShardTimeoutError } from './errors.ts'
 
 export type CommandArg = string | Buffer
 
@@ -15,6 +16,8 @@ export interface ShardConnectionOptions {
   connectTimeoutMs: number
   /** Told of every connect failure or lost connection (hard failures for health tracking). */
   onFailure(error: Error): void
+  /** Told of every reply it could not read; the connection is reset, which is not a hard failure. */
+  onProtocolError(error: Error): void
 }
 
 interface Pending {
@@ -43,8 +46,8 @@ export class ShardConnection {
   private reconnectDelay = RECONNECT_INITIAL_MS
   private reconnectTimer: NodeJS.Timeout | null = null
   private timeoutTimer: NodeJS.Timeout | null = null
-  /** The socket is being replaced because commands on it timed out (not a peer failure). */
-  private resetAfterTimeout = false
+  /** Why the router is replacing the socket itself (a timeout, an unreadable reply): not a peer failure. */
+  private resetReason: string | null = null
 
   constructor(options: ShardConnectionOptions) {
     this.options = options
@@ -88,7 +91,7 @@ export class ShardConnection {
     this.closed = true
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer)
     this.socket?.destroy()
-    this.failAll(new ShardConnectionError(`${this.options.name}: connection closed`))
+    this.failAll('connection closed')
   }
 
   private connect(): void {
@@ -107,7 +110,13 @@ export class ShardConnection {
       try {
         parser.push(chunk, (reply) => this.settle(reply))
       } catch (error) {
-        socket.destroy(error as Error)
+        if (!(error instanceof RespReplyParseError)) throw error
+        if (this.resetReason !== null) return
+        // Replies before it were settled, so the unreadable one answers the oldest command on the
+        // wire: that op fails, and the replies after it cannot be paired with theirs any more.
+        const pending = this.takeInFlight()
+        if (pending !== undefined && !pending.abandoned) pending.reject(new ShardErrorReply(this.options.name, `unreadable reply (${error.message})`))
+        this.resetAfterProtocolError(error.message)
       }
     })
     socket.on('error', () => {})
@@ -115,12 +124,12 @@ export class ShardConnection {
       const wasConnected = this.connected
       this.connected = false
       this.socket = null
-      const reason = this.resetAfterTimeout ? 'reset after a timeout' : wasConnected ? 'connection lost' : 'connect failed'
-      this.failAll(new ShardConnectionError(`${this.options.name}: ${reason}`))
+      const reason = this.resetReason ?? (wasConnected ? 'connection lost' : 'connect failed')
+      this.failAll(reason)
       if (this.closed) return
-      // A reset after a timeout is ours, not the peer's: heartbeats judge a slow or hung shard.
-      if (!this.resetAfterTimeout) this.options.onFailure(new ShardConnectionError(`${this.options.name}: ${reason}${hadError ? '' : ' (closed by peer)'}`))
-      this.resetAfterTimeout = false
+      // A reset is ours, not the peer's: heartbeats judge a slow or hung shard.
+      if (this.resetReason === null) this.options.onFailure(new ShardConnectionError(`${this.options.name}: ${reason}${hadError ? '' : ' (closed by peer)'}`))
+      this.resetReason = null
       const delay = this.reconnectDelay * (0.5 + Math.random())
       this.reconnectDelay = Math.min(this.reconnectDelay * 2, RECONNECT_MAX_MS)
       this.reconnectTimer = setTimeout(() => this.connect(), delay)
@@ -136,26 +145,54 @@ export class ShardConnection {
   }
 
   private settle(reply: RespReply): void {
-    const pending = this.inFlight[this.inFlightHead++]
-    if (this.inFlightHead > 1024 && this.inFlightHead * 2 > this.inFlight.length) {
-      this.inFlight.splice(0, this.inFlightHead)
-      this.inFlightHead = 0
-    }
+    // The rest of a read that came after an unpaired reply: nothing in it answers anything.
+    if (this.resetReason !== null) return
+    const pending = this.takeInFlight()
     if (pending === undefined) {
-      this.socket?.destroy(new Error('reply without a request'))
+      this.resetAfterProtocolError('a reply without a request')
       return
     }
     if (!pending.abandoned) pending.resolve(reply)
   }
 
-  private failAll(error: Error): void {
-    const all = [...this.inFlight.slice(this.inFlightHead), ...this.unsent]
+  /** The oldest command on the wire, taken off the queue: the one the next reply answers. */
+  private takeInFlight(): Pending | undefined {
+    if (this.inFlightHead === this.inFlight.length) return undefined
+    const pending = this.inFlight[this.inFlightHead++]
+    if (this.inFlightHead > 1024 && this.inFlightHead * 2 > this.inFlight.length) {
+      this.inFlight.splice(0, this.inFlightHead)
+      this.inFlightHead = 0
+    }
+    return pending
+  }
+
+  private resetAfterProtocolError(problem: string): void {
+    if (this.resetReason !== null) return
+    this.options.onProtocolError(new ShardErrorReply(this.options.name, problem))
+    this.reset('reset after an unreadable reply')
+  }
+
+  // New commands wait for the next socket instead of following lost ones onto this one, so that
+  // they fail as unsent (safe to retry) should the reconnect fail.
+  private reset(reason: string): void {
+    this.resetReason = reason
+    this.connected = false
+    this.socket?.destroy()
+  }
+
+  // Commands on the wire may have been applied; unsent ones were not, and may go elsewhere.
+  private failAll(reason: string): void {
+    const sent = this.inFlight.slice(this.inFlightHead)
+    const unsent = this.unsent
     this.inFlight.length = 0
     this.inFlightHead = 0
     this.unsent = []
     // Unsent commands were already encoded into the writer: start it over.
     this.writer.discard()
-    for (const pending of all) if (!pending.abandoned) pending.reject(error)
+    const lost = new ShardReplyLostError(`${this.options.name}: ${reason} after the command was sent`)
+    const notSent = new ShardConnectionError(`${this.options.name}: ${reason} before the command was sent`)
+    for (const pending of sent) if (!pending.abandoned) pending.reject(lost)
+    for (const pending of unsent) if (!pending.abandoned) pending.reject(notSent)
   }
 
   // One timer per connection, not per command: it fires for the oldest deadline and walks on.
@@ -174,11 +211,8 @@ export class ShardConnection {
         }
       }
       // Replies still owed on this socket may never come; a fresh connection keeps replies and
-      // requests paired (the other commands on it fail over like on any lost connection).
-      if (timedOut && this.socket !== null) {
-        this.resetAfterTimeout = true
-        this.socket.destroy()
-      }
+      // requests paired (the other commands on it fail as on any lost connection).
+      if (timedOut && this.socket !== null && this.resetReason === null) this.reset('reset after a timeout')
       if (this.outstanding > 0) this.armTimeouts()
     }, Math.max(5, Math.min(this.options.timeoutMs, 50)))
     this.timeoutTimer.unref()

@@ -32,6 +32,8 @@ export class ShardDestination {
   readonly health: HealthState = { knockedOut: false, consecutiveFailures: 0, knockedOutAt: null, knockouts: 0, lastError: null }
   /** Called on a hard failure (refused or lost connection) so the health monitor can act at once. */
   onHardFailure: (error: Error) => void = () => {}
+  /** Called when a connection is reset over a reply the router cannot read: logged, not a knockout. */
+  onProtocolError: (error: Error) => void = () => {}
   private readonly connections: ShardConnection[]
   private readonly maxQueue: number
   private next = 0
@@ -47,6 +49,7 @@ export class ShardDestination {
       timeoutMs: settings.timeoutMs,
       connectTimeoutMs: settings.connectTimeoutMs,
       onFailure: (error) => this.onHardFailure(error),
+      onProtocolError: (error) => this.onProtocolError(error),
     }))
   }
 

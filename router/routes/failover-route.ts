@@ -1,9 +1,16 @@
 // FailoverRoute: sends an op to the shard's primary, or, when it is knocked out or its
-// connection fails, to the next healthy replica in order. Never to another shard.
-import { NoHealthyDestinationError, ShardConnectionError } from '../errors.ts'
+// connection fails, to the next healthy replica in order (unless it may have been applied and
+// is not safe to repeat). Never to another shard.
+import { NoHealthyDestinationError, OutcomeUnknownError, ShardConnectionError, ShardReplyLostError } from '../errors.ts'
 import { runOnDestination } from '../shard-commands.ts'
 import type { ShardDestination } from '../shard-destination.ts'
 import type { Op, OpResult, Route, RouteStep } from './route.ts'
+
+/**
+ * Whether an op the first destination may have applied can be sent to the next one: reads, and
+ * versioned writes (the second copy of a version is refused as not newer). An increment is not.
+ */
+const REPEATABLE: Readonly<Record<Op['kind'], boolean>> = { get: true, counter: true, set: true, delete: true, incr: false }
 
 export class FailoverRoute implements Route {
   readonly shard: string
@@ -22,6 +29,7 @@ export class FailoverRoute implements Route {
         return await runOnDestination(destination, op)
       } catch (error) {
         if (!(error instanceof ShardConnectionError)) throw error
+        if (error instanceof ShardReplyLostError && !REPEATABLE[op.kind]) throw new OutcomeUnknownError(this.shard, error.message)
         lastError = error
       }
     }

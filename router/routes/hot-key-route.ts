@@ -138,7 +138,7 @@ export class HotKeyRoute implements Route {
     }))
   }
 
-  private async incrementSubCounter(key: string, delta: number): Promise<void> {
+  private async incrementSubCounter(key: string, delta: bigint): Promise<void> {
     const turn = this.counterTurn.get(key) ?? Math.floor(Math.random() * this.settings.counterShards)
     this.counterTurn.set(key, (turn + 1) % this.settings.counterShards)
     const shard = this.copyShards(key, this.settings.counterShards)[turn]
@@ -152,6 +152,6 @@ export class HotKeyRoute implements Route {
       this.next.route({ kind: 'counter', key }),
       ...shards.map((shard, index) => this.next.routeToShard(shard, { kind: 'counter', key: subCounterKey(key, index) })),
     ])
-    return { kind: 'counter', value: parts.reduce((sum, part) => sum + (part.kind === 'counter' ? part.value : 0), 0) }
+    return { kind: 'counter', value: parts.reduce((sum, part) => sum + (part.kind === 'counter' ? part.value : 0n), 0n) }
   }
 }

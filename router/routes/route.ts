@@ -5,7 +5,8 @@ export type Op =
   | { kind: 'get'; key: string }
   | { kind: 'set'; key: string; value: Buffer; flags: number; ttlMs?: number; version: number }
   | { kind: 'delete'; key: string; version: number }
-  | { kind: 'incr'; key: string; by: number }
+  /** by and the results are exact signed 64-bit integers (Redis's counters), hence bigint. */
+  | { kind: 'incr'; key: string; by: bigint }
   /** The exact value of a counter: its key plus every sub-counter a hot counter was split into. */
   | { kind: 'counter'; key: string }
 
@@ -15,8 +16,8 @@ export type OpResult =
   | { kind: 'get'; found: true; value: Buffer; flags: number; version: number; ttlMs: number }
   | { kind: 'set'; stored: boolean }
   | { kind: 'delete'; deleted: boolean }
-  | { kind: 'incr'; value: number | null }
-  | { kind: 'counter'; value: number }
+  | { kind: 'incr'; value: bigint | null }
+  | { kind: 'counter'; value: bigint }
 
 /** One step of a key's way through the tree, for /admin/route/:key. */
 export interface RouteStep {

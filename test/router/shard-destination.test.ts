@@ -1,17 +1,25 @@
 // A destination against a scripted RESP server: pipelined replies, per-op timeouts (504), the
-// bounded queue (503), and the health monitor's knock-outs, probes, re-admission and pool cap.
+// bounded queue (503), the health monitor's knock-outs, probes, re-admission and pool cap, and
+// failover that never repeats an increment which may have been applied (outcome_unknown).
 import t from 'tap'
 import net from 'node:net'
 import { once } from 'node:events'
 import { createLogger } from '../../common/logger.ts'
 import { RespRequestParser } from '../../common/resp-request-parser.ts'
+import { CounterBatcher } from '../../router/counter-batcher.ts'
 import { HealthMonitor } from '../../router/health-monitor.ts'
+import { FailoverRoute } from '../../router/routes/failover-route.ts'
 import { ShardDestination } from '../../router/shard-destination.ts'
 import { waitFor } from '../helpers/processes.ts'
 
-/** A RESP server that answers PING with PONG and anything else with :1, or stays silent. */
-async function scriptedServer(t: { teardown(fn: () => unknown): void }) {
-  const state = { silent: false, commands: 0 }
+/** What a scripted server does with one command: reply with these bytes, or hang up without a reply. */
+type Script = (command: string[]) => string | 'hang up'
+
+const answerPing: Script = (command) => command[0] === 'PING' ? '+PONG\r\n' : ':1\r\n'
+
+/** A RESP server that answers as its script says (PING with PONG and anything else with :1), or stays silent. */
+async function scriptedServer(t: { teardown(fn: () => unknown): void }, script: Script = answerPing) {
+  const state = { silent: false, commands: 0, received: [] as string[][] }
   const sockets = new Set<net.Socket>()
   const server = net.createServer((socket) => {
     sockets.add(socket)
@@ -19,7 +27,12 @@ async function scriptedServer(t: { teardown(fn: () => unknown): void }) {
     const parser = new RespRequestParser()
     socket.on('data', (chunk) => parser.push(chunk, (args) => {
       state.commands++
-      if (!state.silent) socket.write(args[0].toString() === 'PING' ? '+PONG\r\n' : ':1\r\n')
+      const command = args.map((arg) => arg.toString('latin1'))
+      state.received.push(command)
+      if (state.silent) return
+      const reply = script(command)
+      if (reply === 'hang up') socket.destroy()
+      else socket.write(reply)
     }))
     socket.on('error', () => {})
   })
@@ -36,8 +49,8 @@ const connections = { perDestination: 1, timeoutMs: 150, connectTimeoutMs: 500, 
 const health = { heartbeatMs: 30, failuresBeforeKnockout: 3, probeInitialMs: 20, probeMaxMs: 100, maxKnockedOutFraction: 0.5 }
 const log = createLogger('test', 'silent')
 
-function destination(t: { teardown(fn: () => unknown): void }, port: number, shard = 's0') {
-  const d = new ShardDestination({ pool: 'main', shard, role: 'primary', index: 0, endpoint: { host: '127.0.0.1', port } }, connections)
+function destination(t: { teardown(fn: () => unknown): void }, port: number, shard = 's0', index = 0) {
+  const d = new ShardDestination({ pool: 'main', shard, role: index === 0 ? 'primary' : 'replica', index, endpoint: { host: '127.0.0.1', port } }, connections)
   t.teardown(() => d.close())
   return d
 }
@@ -92,4 +105,121 @@ t.test('a refused connection knocks out at once; the per-pool cap keeps half the
   await t.rejects(Promise.all([a.send(['PING']), b.send(['PING'])]), { code: 'shard_unavailable' })
   await waitFor(() => a.health.lastError && b.health.lastError, 5000)
   t.equal([a, b].filter((d) => d.health.knockedOut).length, 1, 'only one of two: the cap is half the pool')
+})
+
+/** Answers as a replica holding every key: a value for SL.GETV, :1 for writes, 7 for INCRBY. */
+const replicaScript: Script = (command) => {
+  switch (command[0]) {
+    case 'PING': return '+PONG\r\n'
+    case 'SL.GETV': return '*4\r\n$7\r\nreplica\r\n:5\r\n:0\r\n:-1\r\n'
+    case 'INCRBY': return ':7\r\n'
+    default: return ':1\r\n'
+  }
+}
+
+/** A primary that acts as its script says and a replica that answers, behind one failover route. */
+async function failoverPair(t: { teardown(fn: () => unknown): void }, primaryScript: Script, primaryPort?: number) {
+  const primary = await scriptedServer(t, primaryScript)
+  const replica = await scriptedServer(t, replicaScript)
+  const destinations = [destination(t, primaryPort ?? primary.port, 's0', 0), destination(t, replica.port, 's0', 1)]
+  const sent = (server: typeof primary, name: string) => server.state.received.filter((command) => command[0] === name).length
+  return { primary, replica, destinations, route: new FailoverRoute('s0', destinations), sent }
+}
+
+const hangUpUnlessPing: Script = (command) => command[0] === 'PING' ? '+PONG\r\n' : 'hang up'
+
+t.test('a connection lost after an INCRBY was written: outcome_unknown, never sent to the replica; reads and versioned writes fail over', async (t) => {
+  const { primary, replica, destinations, route, sent } = await failoverPair(t, hangUpUnlessPing)
+  const primaryConnected = () => waitFor(() => destinations[0].connected === 1, 5000, () => 'the primary connection never came back')
+  await primaryConnected()
+  await t.rejects(route.route({ kind: 'incr', key: 'visits', by: 1n }), { statusCode: 503, code: 'outcome_unknown', message: /may or may not have been applied and was not retried/ })
+  t.equal(sent(primary, 'INCRBY'), 1, 'the primary received the increment')
+  t.equal(sent(replica, 'INCRBY'), 0, 'the replica never did')
+
+  await primaryConnected()
+  t.same(await route.route({ kind: 'get', key: 'k' }), { kind: 'get', found: true, value: Buffer.from('replica'), version: 5, flags: 0, ttlMs: -1 })
+  t.equal(sent(primary, 'SL.GETV'), 1, 'the get was written to the primary before failing over')
+  await primaryConnected()
+  t.same(await route.route({ kind: 'set', key: 'k', value: Buffer.from('v'), flags: 0, version: 9 }), { kind: 'set', stored: true })
+  await primaryConnected()
+  t.same(await route.route({ kind: 'delete', key: 'k', version: 10 }), { kind: 'delete', deleted: true })
+  t.same([sent(primary, 'SL.SETV'), sent(primary, 'SL.DELV'), sent(replica, 'SL.SETV'), sent(replica, 'SL.DELV')], [1, 1, 1, 1])
+})
+
+t.test('a hot counter batch whose INCRBY outcome is unknown fails every waiter with outcome_unknown and is not re-applied', async (t) => {
+  const { primary, replica, route, sent, destinations } = await failoverPair(t, hangUpUnlessPing)
+  await waitFor(() => destinations[0].connected === 1, 5000)
+  const batcher = new CounterBatcher({
+    windowMs: 10,
+    apply: async (key, delta) => {
+      await route.route({ kind: 'incr', key, by: delta })
+    },
+    onBatch: () => {},
+  })
+  const waiters = [batcher.add('hot', 1n), batcher.add('hot', 2n), batcher.add('hot', 3n)]
+  for (const waiter of waiters) await t.rejects(waiter, { code: 'outcome_unknown' })
+  t.same(primary.state.received.filter((command) => command[0] === 'INCRBY'), [['INCRBY', 'hot', '6']], 'one summed INCRBY')
+  t.equal(sent(replica, 'INCRBY'), 0)
+})
+
+t.test('an unreadable reply fails only its op and resets the connection without knocking the destination out', async (t) => {
+  let garbled = false
+  const { primary, replica, destinations, route, sent } = await failoverPair(t, (command) => {
+    if (command[0] === 'PING') return '+PONG\r\n'
+    if (command[0] === 'INCRBY' && !garbled) {
+      garbled = true
+      return ':12a\r\n'
+    }
+    return command[0] === 'INCRBY' ? ':9223372036854775807\r\n' : replicaScript(command)
+  })
+  const monitor = new HealthMonitor({ ...health, heartbeatMs: 10_000 }, destinations, log, () => {})
+  t.teardown(() => monitor.stop())
+  await waitFor(() => destinations[0].connected === 1, 5000)
+  // Both leave in one write: the get's reply, after the unreadable one, is lost with the connection.
+  const [incr, get] = await Promise.allSettled([route.route({ kind: 'incr', key: 'n', by: 1n }), route.route({ kind: 'get', key: 'k' })])
+  t.match(incr, { status: 'rejected', reason: { statusCode: 502, code: 'shard_error', message: /unreadable reply \(invalid integer in reply: "12a"\)/ } })
+  t.match(get, { status: 'fulfilled', value: { found: true, value: Buffer.from('replica') } }, 'the get failed over')
+  t.equal(sent(replica, 'INCRBY'), 0, 'the increment was not retried')
+  t.match(destinations[0].health, { knockedOut: false, knockouts: 0, lastError: /unreadable reply|invalid integer/ })
+
+  await waitFor(() => destinations[0].connected === 1, 5000, () => 'the connection was not re-opened')
+  t.same(await route.route({ kind: 'incr', key: 'n', by: 1n }), { kind: 'incr', value: 2n ** 63n - 1n }, 'a reply past 2^53 reads exactly')
+  t.equal(sent(primary, 'INCRBY'), 2)
+  t.equal(destinations[0].health.knockouts, 0)
+})
+
+t.test('a reply without a request resets the connection without knocking the destination out', async (t) => {
+  const server = await scriptedServer(t, (command) => command[0] === 'PING' ? '+PONG\r\n' : ':1\r\n:2\r\n')
+  const d = destination(t, server.port)
+  const monitor = new HealthMonitor({ ...health, heartbeatMs: 10_000 }, [d], log, () => {})
+  t.teardown(() => monitor.stop())
+  t.equal(await d.send(['INCRBY', 'n', '1']), 1)
+  await waitFor(() => d.health.lastError, 5000, () => 'the extra reply went unnoticed')
+  t.match(d.health, { knockedOut: false, knockouts: 0, lastError: /a reply without a request/ })
+  await waitFor(() => d.connected === 1, 5000, () => 'the connection was not re-opened')
+  t.equal(await d.send(['PING']), 'PONG')
+})
+
+t.test('a command never sent fails over, increments included: a refused connection, a -LOADING reply', async (t) => {
+  const closed = net.createServer()
+  closed.listen(0, '127.0.0.1')
+  await once(closed, 'listening')
+  const refusedPort = (closed.address() as net.AddressInfo).port
+  closed.close()
+  const refused = await failoverPair(t, answerPing, refusedPort)
+  t.same(await refused.route.route({ kind: 'incr', key: 'visits', by: 1n }), { kind: 'incr', value: 7n })
+  t.equal(refused.sent(refused.replica, 'INCRBY'), 1, 'applied once, on the replica')
+
+  const loading = await failoverPair(t, (command) => command[0] === 'PING' ? '+PONG\r\n' : '-LOADING the shard is warming up\r\n')
+  t.same(await loading.route.route({ kind: 'incr', key: 'visits', by: 1n }), { kind: 'incr', value: 7n })
+  t.same([loading.sent(loading.primary, 'INCRBY'), loading.sent(loading.replica, 'INCRBY')], [1, 1])
+})
+
+t.test('overflow and a value that is not an integer answer 409 from the shard\'s own errors', async (t) => {
+  const { route } = await failoverPair(t, (command) => command[1] === 'big'
+    ? '-ERR increment or decrement would overflow\r\n'
+    : command[0] === 'INCRBY' ? '-ERR value is not an integer or out of range\r\n' : '$19\r\n9223372036854775808\r\n')
+  await t.rejects(route.route({ kind: 'incr', key: 'big', by: 1n }), { statusCode: 409, code: 'counter_overflow' })
+  await t.rejects(route.route({ kind: 'incr', key: 'words', by: 1n }), { statusCode: 409, code: 'not_a_counter' })
+  await t.rejects(route.route({ kind: 'counter', key: 'past-int64' }), { statusCode: 409, code: 'not_a_counter' })
 })
