@@ -1,8 +1,9 @@
 // The router's admin HTTP server: /metrics, /healthz, /readyz, /admin/config (the route tree),
 // /admin/route/:key, /admin/hotkeys, /admin/shards, and /admin/shards/:name/* forwarded to that shard's admin.
 import proxy from '@fastify/http-proxy'
+import type { ShedReason } from '../common/connection-limiter.ts'
 import { HttpError } from '../common/http-errors.ts'
-import { createHttpServer } from '../common/http-server.ts'
+import { createHttpServer, type ConnectionSettings } from '../common/http-server.ts'
 import { keyFromPath } from '../common/key-api.ts'
 import type { Logger } from '../common/logger.ts'
 import { formatEndpoint } from './config.ts'
@@ -13,6 +14,9 @@ import type { ShardDestination } from './shard-destination.ts'
 export interface RouterAdminOptions {
   log: Logger
   metrics: RouterMetrics
+  /** The admin port's own cap (smaller than the data port's, so health checks get through). */
+  connections: ConnectionSettings
+  onConnectionShed?(reason: ShedReason): void
   /** With workers, /metrics serves every worker's metrics summed, not this process's own. */
   metricsText?: () => Promise<string>
   tree(): RouteTree
@@ -23,7 +27,13 @@ export interface RouterAdminOptions {
 
 export async function createRouterAdmin(options: RouterAdminOptions) {
   const { metrics } = options
-  const app = createHttpServer({ log: options.log })
+  const app = createHttpServer({
+    log: options.log,
+    name: 'admin port',
+    connections: options.connections,
+    onConnectionShed: options.onConnectionShed,
+    maxJsonDepth: () => options.tree().config.limits.maxJsonDepth,
+  })
 
   app.get('/metrics', async (_request, reply) => {
     reply.type(metrics.registry.contentType)
@@ -58,22 +68,27 @@ export async function createRouterAdmin(options: RouterAdminOptions) {
   // /admin/shards/s0/stats -> s0's primary admin /stats; /admin/shards/s0.replica1/… -> its first replica.
   const adminOf = (name: string): ShardDestination | undefined =>
     options.tree().destinations.find((d) => (d.id.role === 'primary' ? d.id.shard : `${d.id.shard}.replica${d.id.index}`) === name)
-  await app.register(proxy, {
-    // No base upstream: reply-from would send every request to its origin, ignoring getUpstream.
-    upstream: '',
-    prefix: '/admin/shards/:name',
-    rewritePrefix: '',
-    // One log line per proxied request is the access log's job, and that is off by default.
-    disableRequestLogging: true,
-    preHandler: async (request) => {
-      const name = (request.params as { name: string }).name
-      const destination = adminOf(name)
-      if (!destination) throw new HttpError(404, 'unknown_shard', `no shard or replica named "${name}"`)
-      if (!destination.id.admin) throw new HttpError(404, 'no_admin_address', `the config gives no admin address for ${name}`)
-    },
-    replyOptions: {
-      getUpstream: (request) => `http://${formatEndpoint(adminOf((request.params as { name: string }).name)!.id.admin!)}`,
-    },
+  // The proxy passes bodies through unparsed with parsers of its own, which fastify lets it add
+  // only where no custom JSON parser (ours bounds nesting depth) is in place: its own scope.
+  await app.register(async (scope) => {
+    scope.removeContentTypeParser('application/json')
+    await scope.register(proxy, {
+      // No base upstream: reply-from would send every request to its origin, ignoring getUpstream.
+      upstream: '',
+      prefix: '/admin/shards/:name',
+      rewritePrefix: '',
+      // One log line per proxied request is the access log's job, and that is off by default.
+      disableRequestLogging: true,
+      preHandler: async (request) => {
+        const name = (request.params as { name: string }).name
+        const destination = adminOf(name)
+        if (!destination) throw new HttpError(404, 'unknown_shard', `no shard or replica named "${name}"`)
+        if (!destination.id.admin) throw new HttpError(404, 'no_admin_address', `the config gives no admin address for ${name}`)
+      },
+      replyOptions: {
+        getUpstream: (request) => `http://${formatEndpoint(adminOf((request.params as { name: string }).name)!.id.admin!)}`,
+      },
+    })
   })
   return app
 }

@@ -41,7 +41,22 @@ export interface RouterConfig {
   hashing: { algorithm: 'ring'; pointsPerShard: number }
   health: { heartbeatMs: number; failuresBeforeKnockout: number; probeInitialMs: number; probeMaxMs: number; maxKnockedOutFraction: number }
   connections: { perDestination: number; timeoutMs: number; connectTimeoutMs: number; maxQueue: number }
-  limits: { maxKeyBytes: number; maxValueBytes: number; maxBatchOps: number }
+  /**
+   * Per-request limits follow each reload; the connection ones (maxConnections,
+   * maxAdminConnections, idleTimeoutMs, requestTimeoutMs) are read at start (take effect on restart).
+   */
+  limits: {
+    maxKeyBytes: number
+    maxValueBytes: number
+    maxBatchOps: number
+    maxBatchResponseBytes: number
+    maxInFlightResponseBytes: number
+    maxJsonDepth: number
+    maxConnections: number
+    maxAdminConnections: number
+    idleTimeoutMs: number
+    requestTimeoutMs: number
+  }
   accessLog: boolean
   workers: number
 }
@@ -167,6 +182,13 @@ const schema = {
         maxKeyBytes: { type: 'integer', minimum: 1, maximum: 65536, default: 250 },
         maxValueBytes: { type: 'integer', minimum: 1, default: 1024 * 1024 },
         maxBatchOps: { type: 'integer', minimum: 1, default: 1000 },
+        maxBatchResponseBytes: { type: 'integer', minimum: 1024, default: 16 * 1024 * 1024 },
+        maxInFlightResponseBytes: { type: 'integer', minimum: 1024, default: 128 * 1024 * 1024 },
+        maxJsonDepth: { type: 'integer', minimum: 1, maximum: 1000, default: 64 },
+        maxConnections: { type: 'integer', minimum: 1, maximum: 1_000_000, default: 10_000 },
+        maxAdminConnections: { type: 'integer', minimum: 1, maximum: 65536, default: 256 },
+        idleTimeoutMs: { type: 'integer', minimum: 100, maximum: 3_600_000, default: 5000 },
+        requestTimeoutMs: { type: 'integer', minimum: 100, maximum: 3_600_000, default: 10_000 },
       },
     },
     accessLog: { type: 'boolean', default: false },
@@ -200,13 +222,16 @@ export function interpolateEnv(text: string, file: string, env: NodeJS.ProcessEn
 }
 
 export function loadRouterConfig(file: string): RouterConfig {
-  let text: string
+  return parseRouterConfig(readConfigText(file), file)
+}
+
+/** The config file's text; a missing or unreadable file is a ConfigError like a bad one. */
+export function readConfigText(file: string): string {
   try {
-    text = readFileSync(file, 'utf8')
+    return readFileSync(file, 'utf8')
   } catch (error) {
     throw new ConfigError(`${file}: cannot read the config: ${(error as Error).message}`)
   }
-  return parseRouterConfig(text, file)
 }
 
 export function parseRouterConfig(text: string, file: string): RouterConfig {
@@ -224,6 +249,13 @@ export function parseRouterConfig(text: string, file: string): RouterConfig {
   raw.routes.forEach((route, i) => {
     if (!raw.pools[route.pool]) at(['routes', String(i), 'pool'], `names no pool (pools: ${poolNames.join(', ')})`)
   })
+  // The largest value must fit a single read's share of the router's response budget.
+  if (raw.limits.maxInFlightResponseBytes < raw.limits.maxValueBytes) {
+    at(['limits', 'maxInFlightResponseBytes'], `must be at least limits.maxValueBytes (${raw.limits.maxValueBytes})`)
+  }
+  if (raw.limits.maxBatchResponseBytes > raw.limits.maxInFlightResponseBytes) {
+    at(['limits', 'maxBatchResponseBytes'], `must be at most limits.maxInFlightResponseBytes (${raw.limits.maxInFlightResponseBytes})`)
+  }
   const seenAddresses = new Map<string, string>()
   const pools: RouterConfig['pools'] = {}
   for (const [poolName, pool] of Object.entries(raw.pools)) {

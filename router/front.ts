@@ -1,21 +1,26 @@
-// The router's HTTP front (the seed API): GET/POST/DELETE /:key and POST /-/batch. Turns each
-// request into Ops for the current route tree and each result into a JSON (or raw) reply.
+// The router's HTTP front (the seed API): GET/POST/DELETE /:key, counters and POST /-/batch as Ops
+// for the current route tree, results rendered within the per-batch and router-wide response budgets.
 import { performance } from 'node:perf_hooks'
+import type { ShedReason } from '../common/connection-limiter.ts'
 import type { HybridLogicalClock } from '../common/hlc.ts'
-import { HttpError } from '../common/http-errors.ts'
-import { createHttpServer } from '../common/http-server.ts'
-import { keyFromPath, readWriteRequest, ttlToMs, wantsRawBytes, writeBodySchema, writeRouteBodySchema } from '../common/key-api.ts'
+import { HttpError, errorBody } from '../common/http-errors.ts'
+import { createHttpServer, type ConnectionSettings } from '../common/http-server.ts'
+import { keyFromPath, readWriteRequest, ttlSchema, ttlToMs, wantsRawBytes, writeRouteBodySchema } from '../common/key-api.ts'
 import type { Logger } from '../common/logger.ts'
-import { encodeJsonValue, jsonValueBody } from '../common/value-codec.ts'
+import { encodeJsonValue, jsonValueBody, jsonValueParts } from '../common/value-codec.ts'
 import type { RouterConfig } from './config.ts'
 import type { FrontOp, RouterMetrics } from './metrics.ts'
 import type { RouteTree } from './route-tree.ts'
+import { ResponseBudget } from './response-budget.ts'
 import type { Op, OpResult } from './routes/route.ts'
 
 export interface FrontOptions {
   log: Logger
   /** Sizes the body limit, fixed while the process runs; the other limits follow each reload. */
   maxValueBytes: number
+  /** The data port's connection cap and timeouts, fixed while the process runs. */
+  connections: ConnectionSettings
+  onConnectionShed?(reason: ShedReason): void
   accessLog: boolean
   clock: HybridLogicalClock
   metrics: RouterMetrics
@@ -28,13 +33,27 @@ export const BATCH_PATH = '/-/batch'
 
 const NOT_FOUND = '{"error":"not found","code":"not_found"}'
 
+/** An increment's range: what a JSON number holds exactly. */
+const MAX_INCREMENT = 2 ** 53 - 1
+
 export function createFront(options: FrontOptions) {
   const { clock, metrics } = options
-  const app = createHttpServer({ log: options.log, bodyLimit: options.maxValueBytes * 2 + 4096, accessLog: options.accessLog })
+  const app = createHttpServer({
+    log: options.log,
+    name: 'data port',
+    bodyLimit: options.maxValueBytes * 2 + 4096,
+    accessLog: options.accessLog,
+    connections: options.connections,
+    onConnectionShed: options.onConnectionShed,
+    maxJsonDepth: () => options.tree().config.limits.maxJsonDepth,
+  })
+  const budget = new ResponseBudget()
+  metrics.trackResponseBytes(() => budget.held)
   // Every reply, errors included, is counted by op and status. Declared up front so every
   // request object keeps one shape.
   app.decorateRequest('startedAt', 0)
   app.decorateRequest('frontOp', undefined)
+  app.decorateRequest('heldBytes', 0)
   app.addHook('onRequest', async (request) => {
     request.startedAt = performance.now()
   })
@@ -47,6 +66,7 @@ export function createFront(options: FrontOptions) {
     const tree = options.tree()
     const result = await tree.route({ kind: 'get', key: keyFromPath(request.params.key, tree.config.limits.maxKeyBytes) })
     if (result.kind !== 'get' || !result.found) return reply.code(404).type('application/json').send(NOT_FOUND)
+    budget.hold(request, reply, result.value.length, tree.config.limits.maxInFlightResponseBytes)
     if (wantsRawBytes(request.headers.accept)) return reply.type('application/octet-stream').send(result.value)
     return reply.type('application/json').send(jsonValueBody(result.value, result.flags))
   })
@@ -69,22 +89,28 @@ export function createFront(options: FrontOptions) {
 
   // Counters: POST /:key/incr {"by": n} adds (a hot counter's increments are batched over
   // sub-counters); GET /:key/counter reads the exact total. The second path segment is literal,
-  // so no key (whose "/" would be percent-encoded) reaches these routes.
+  // so no key (whose "/" would be percent-encoded) reaches these routes. Totals are signed 64-bit,
+  // written as JSON number text even past 2^53 (JSON.stringify cannot write a bigint).
   app.post<{ Params: { key: string }; Body: { by?: number } }>('/:key/incr', {
-    schema: { body: { type: 'object', additionalProperties: false, properties: { by: { type: 'integer', minimum: -(2 ** 53 - 1), maximum: 2 ** 53 - 1 } } } },
-  }, async (request) => {
+    schema: { body: { type: 'object', additionalProperties: false, properties: { by: { type: 'integer', minimum: -MAX_INCREMENT, maximum: MAX_INCREMENT } } } },
+    // No body, or an empty one, is an increment by 1.
+    preValidation: async (request) => {
+      if (request.body === undefined || (Buffer.isBuffer(request.body) && request.body.length === 0)) request.body = {}
+    },
+  }, async (request, reply) => {
     request.frontOp = 'incr'
     const tree = options.tree()
-    const result = await tree.route({ kind: 'incr', key: keyFromPath(request.params.key, tree.config.limits.maxKeyBytes), by: request.body?.by ?? 1 })
+    const result = await tree.route({ kind: 'incr', key: keyFromPath(request.params.key, tree.config.limits.maxKeyBytes), by: BigInt(request.body.by ?? 1) })
     // A batched increment's new total is not known without reading every sub-counter.
-    return result.kind === 'incr' && result.value !== null ? { value: result.value } : { acknowledged: true }
+    if (result.kind === 'incr' && result.value !== null) return reply.type('application/json').send(`{"value":${result.value}}`)
+    return { acknowledged: true }
   })
 
-  app.get<{ Params: { key: string } }>('/:key/counter', async (request) => {
+  app.get<{ Params: { key: string } }>('/:key/counter', async (request, reply) => {
     request.frontOp = 'counter'
     const tree = options.tree()
     const result = await tree.route({ kind: 'counter', key: keyFromPath(request.params.key, tree.config.limits.maxKeyBytes) })
-    return { value: result.kind === 'counter' ? result.value : 0 }
+    return reply.type('application/json').send(`{"value":${result.kind === 'counter' ? result.value : 0}}`)
   })
 
   app.post<{ Body: { ops: BatchItem[] } }>(BATCH_PATH, {
@@ -100,7 +126,7 @@ export function createFront(options: FrontOptions) {
               type: 'object',
               required: ['op', 'key'],
               additionalProperties: false,
-              properties: { op: { enum: ['get', 'set', 'delete'] }, key: { type: 'string' }, value: {}, ttl: writeBodySchema.properties.ttl },
+              properties: { op: { enum: ['get', 'set', 'delete'] }, key: { type: 'string' }, value: {}, ttl: ttlSchema },
             },
           },
         },
@@ -123,9 +149,20 @@ export function createFront(options: FrontOptions) {
       }
     })
     // Ops go out together; the shard connections pipeline everything sent in one turn, so a
-    // batch costs one write per shard.
-    const results = await Promise.all(ops.map((op) => tree.route(op).then(renderResult, renderError)))
-    return reply.type('application/json').send(`{"results":[${results.join(',')}]}`)
+    // batch costs one write per shard. A key read more than once is read once: the ops of a
+    // batch run concurrently anyway, and a shard never sends one value many times for one batch.
+    const reads = new Map<string, Promise<OpResult>>()
+    const pending = ops.map((op) => {
+      if (op.kind !== 'get') return tree.route(op)
+      let read = reads.get(op.key)
+      if (read === undefined) reads.set(op.key, (read = tree.route(op)))
+      return read
+    })
+    const { maxBatchResponseBytes, maxInFlightResponseBytes } = tree.config.limits
+    const holdValue = (result: OpResult) => {
+      if (result.kind === 'get' && result.found) budget.hold(request, reply, result.value.length, maxInFlightResponseBytes)
+    }
+    return reply.type('application/json').send(await renderBatch(pending, holdValue, maxBatchResponseBytes))
   })
 
   function toOp(item: BatchItem, limits: RouterConfig['limits']): Op {
@@ -143,6 +180,93 @@ export function createFront(options: FrontOptions) {
   return app
 }
 
+/** How much of a batch is rendered in one event-loop turn before other clients' I/O gets a turn. */
+const RENDER_SLICE_BYTES = 256 * 1024
+
+/** An op's outcome as it arrived: its result, or the error that failed it. */
+type Arrival = { index: number; ok: true; result: OpResult } | { index: number; ok: false; error: unknown }
+
+const RESULTS_OPEN = Buffer.from('{"results":[')
+const RESULTS_CLOSE = Buffer.from(']}')
+const COMMA = Buffer.from(',')
+
+/**
+ * A batch's response body, each result rendered as it arrives and counted against maxBytes. Past
+ * it the batch fails at once with 413: what was rendered is let go, and the results still to come
+ * are dropped unrendered. `hold` charges a result to the router's budget before it is rendered
+ * (and may refuse it, failing the batch). Results are rendered a slice per event-loop turn, so a
+ * batch of large values never holds up other clients for long.
+ */
+function renderBatch(pending: Promise<OpResult>[], hold: (result: OpResult) => void, maxBytes: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    let rendered = new Array<Buffer[]>(pending.length)
+    let arrived: Arrival[] = []
+    let next = 0
+    let bytes = RESULTS_OPEN.length + RESULTS_CLOSE.length
+    let waiting = pending.length
+    let failed = false
+    let scheduled = false
+    // A key read several times shares one result (see the batch route): its parts are made once.
+    let renderings = new Map<OpResult, Buffer[]>()
+    const renderedOnce = (result: OpResult) => {
+      let parts = renderings.get(result)
+      if (parts === undefined) renderings.set(result, (parts = renderResult(result)))
+      return parts
+    }
+    const fail = (error: unknown) => {
+      failed = true
+      rendered = []
+      arrived = []
+      renderings = new Map()
+      reject(error)
+    }
+    const finish = () => {
+      const parts: Buffer[] = [RESULTS_OPEN]
+      rendered.forEach((result, index) => {
+        if (index > 0) parts.push(COMMA)
+        parts.push(...result)
+      })
+      parts.push(RESULTS_CLOSE)
+      resolve(Buffer.concat(parts, bytes))
+    }
+    const renderSlice = () => {
+      scheduled = false
+      let slice = 0
+      while (!failed && next < arrived.length) {
+        if (slice >= RENDER_SLICE_BYTES) return schedule()
+        const arrival = arrived[next++]
+        let parts: Buffer[]
+        try {
+          if (arrival.ok) hold(arrival.result)
+          parts = arrival.ok ? renderedOnce(arrival.result) : renderError(arrival.error)
+        } catch (error) {
+          return fail(error)
+        }
+        const size = parts.reduce((sum, part) => sum + part.length, 0)
+        slice += size
+        bytes += size + (arrival.index > 0 ? COMMA.length : 0)
+        if (bytes > maxBytes) {
+          return fail(new HttpError(413, 'response_too_large', `the batch's response is larger than ${maxBytes} bytes (limits.maxBatchResponseBytes): read large values in smaller batches or singly`))
+        }
+        rendered[arrival.index] = parts
+        if (--waiting === 0) finish()
+      }
+    }
+    const schedule = () => {
+      if (scheduled) return
+      scheduled = true
+      setImmediate(renderSlice)
+    }
+    const arrive = (arrival: Arrival) => {
+      if (failed) return
+      arrived.push(arrival)
+      schedule()
+    }
+    if (waiting === 0) finish()
+    pending.forEach((promise, index) => promise.then((result) => arrive({ index, ok: true, result }), (error: unknown) => arrive({ index, ok: false, error })))
+  })
+}
+
 interface BatchItem {
   op: 'get' | 'set' | 'delete'
   key: string
@@ -150,21 +274,23 @@ interface BatchItem {
   ttl?: number
 }
 
-function renderResult(result: OpResult): string {
+const NOT_FOUND_PART = Buffer.from(NOT_FOUND)
+
+function renderResult(result: OpResult): Buffer[] {
   switch (result.kind) {
     case 'get':
-      return result.found ? jsonValueBody(result.value, result.flags) : NOT_FOUND
+      return result.found ? jsonValueParts(result.value, result.flags) : [NOT_FOUND_PART]
     case 'set':
-      return `{"stored":${result.stored}}`
+      return [Buffer.from(`{"stored":${result.stored}}`)]
     case 'delete':
-      return `{"deleted":${result.deleted}}`
+      return [Buffer.from(`{"deleted":${result.deleted}}`)]
     default:
       throw new Error(`a batch has no ${result.kind} ops`)
   }
 }
 
-function renderError(error: unknown): string {
-  if (error instanceof HttpError) return JSON.stringify({ error: error.message, code: error.code })
+function renderError(error: unknown): Buffer[] {
+  if (error instanceof HttpError) return [Buffer.from(errorBody(error.message, error.code))]
   throw error
 }
 

@@ -1,5 +1,6 @@
-// The router's Prometheus metrics: requests and latency by op and status, connection-pool
-// saturation and health per destination, knock-outs, and config reloads.
+// The router's Prometheus metrics: requests and latency by op and status, connection-pool saturation and
+// health per destination, knock-outs, config reloads, client connections held and shed, response bytes.
+import type { Server } from 'node:net'
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
 import { LATENCY_BUCKETS_SECONDS, mirroredCounter } from '../common/metric-helpers.ts'
 import type { ShardDestination } from './shard-destination.ts'
@@ -17,6 +18,10 @@ export class RouterMetrics {
   readonly registry = new Registry()
   readonly knockouts: Counter<'pool' | 'shard' | 'role'>
   readonly reloads: Counter<'outcome'>
+  readonly connectionsShed: Counter<'port' | 'reason'>
+  /** Read at scrape time, once the servers that know them exist. */
+  private readonly servers = new Map<string, Server>()
+  private responseBytesHeld: () => number = () => 0
   private readonly duration: Histogram<'op'>
   private readonly durationByOp = new Map<FrontOp, { observe(seconds: number): void }>()
   private readonly requestCounts = new Map<string, { labels: Record<string, string>; count: number }>()
@@ -36,6 +41,22 @@ export class RouterMetrics {
     this.duration = new Histogram({ name: 'shardline_router_request_duration_seconds', help: 'Time from request parsed to reply sent, by op.', labelNames: ['op'], buckets: LATENCY_BUCKETS_SECONDS, registers })
     this.knockouts = new Counter({ name: 'shardline_router_knockouts_total', help: 'Destinations knocked out by health checks or failed connections.', labelNames: ['pool', 'shard', 'role'], registers })
     this.reloads = new Counter({ name: 'shardline_router_config_reloads_total', help: 'Config reloads, by outcome (success or failure).', labelNames: ['outcome'], registers })
+    this.connectionsShed = new Counter({ name: 'shardline_router_connections_shed_total', help: 'Client connections closed by the connection cap, by port and reason: idle (closed to admit a new one) or refused (every connection was busy).', labelNames: ['port', 'reason'], registers })
+    const servers = this.servers
+    new Gauge({
+      name: 'shardline_router_connections',
+      help: 'Client connections open, by port (data or admin).',
+      labelNames: ['port'],
+      registers,
+      async collect() {
+        this.reset()
+        for (const [port, server] of servers) {
+          this.set({ port }, await new Promise<number>((resolve) => server.getConnections((_error, count) => resolve(count ?? 0))))
+        }
+      },
+    })
+    const responseBytes = () => this.responseBytesHeld()
+    new Gauge({ name: 'shardline_router_response_bytes_in_flight', help: 'Bytes of values held by responses in progress (bounded by limits.maxInFlightResponseBytes).', registers, collect() { this.set(responseBytes()) } })
     new Gauge({ name: 'shardline_router_config_generation', help: 'How many configs this router has loaded (1 = the first).', registers, collect() { this.set(generation()) } })
     const perDestination = (name: string, help: string, read: (d: ShardDestination) => number) =>
       new Gauge({
@@ -62,6 +83,14 @@ export class RouterMetrics {
     perDestination('shardline_router_destination_in_flight', 'Commands sent to the destination awaiting a reply.', (d) => d.inFlight)
     perDestination('shardline_router_destination_queued', 'Commands waiting to be written to the destination.', (d) => d.queued)
     perDestination('shardline_router_destination_knocked_out', '1 while the destination is knocked out.', (d) => (d.health.knockedOut ? 1 : 0))
+  }
+
+  trackServer(port: 'data' | 'admin', server: Server): void {
+    this.servers.set(port, server)
+  }
+
+  trackResponseBytes(read: () => number): void {
+    this.responseBytesHeld = read
   }
 
   observe(op: FrontOp, status: number, startedAt: number): void {

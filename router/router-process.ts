@@ -1,13 +1,14 @@
 // Assembles one router: loads the config, builds the route tree, serves the front and admin
 // ports, reloads on file change (directory watch, so ConfigMap symlink swaps are seen) and
-// SIGHUP, swapping trees atomically; a bad config is refused and the last good one serves.
-import { watch, readFileSync, type FSWatcher } from 'node:fs'
+// SIGHUP, swapping trees atomically; a bad or unreadable config is refused and the last good one serves.
+import { watch, type FSWatcher } from 'node:fs'
 import type { AddressInfo } from 'node:net'
 import { basename, dirname } from 'node:path'
 import { HybridLogicalClock } from '../common/hlc.ts'
 import type { Logger } from '../common/logger.ts'
 import { createRouterAdmin } from './admin.ts'
-import { formatEndpoint, loadRouterConfig, type RouterConfig } from './config.ts'
+import { formatEndpoint, parseRouterConfig, readConfigText, type RouterConfig } from './config.ts'
+import { connectionSettings, openFileLimit } from './connection-caps.ts'
 import { createFront } from './front.ts'
 import { RouterMetrics } from './metrics.ts'
 import { RouteTree } from './route-tree.ts'
@@ -31,9 +32,26 @@ export interface RunningRouter {
 
 const OLD_TREE_GRACE_MS = 10_000
 
+// What a reload reads: the file's text, or the error that says why it could not be read.
+type ConfigRead = string | Error
+
+// The limits read once, when the servers are created.
+const LISTEN_TIME_LIMITS = ['maxConnections', 'maxAdminConnections', 'idleTimeoutMs', 'requestTimeoutMs'] as const
+
 export async function startRouter(configFile: string, log: Logger, roles: RouterRoles = { data: true, admin: true }): Promise<RunningRouter> {
-  let config: RouterConfig = loadRouterConfig(configFile)
-  let loadedText = readFileSync(configFile, 'utf8')
+  const readConfig = (): ConfigRead => {
+    try {
+      return readConfigText(configFile)
+    } catch (error) {
+      return error as Error
+    }
+  }
+  const startText = readConfigText(configFile)
+  // The config the servers start with: its listen-time settings stay until a restart.
+  const config = parseRouterConfig(startText, configFile)
+  // What the last load or reload read (its text, or its error's message): the watcher reloads
+  // only when that changes, so a file that stays missing is refused once, not on every event.
+  let lastRead = startText
   let generation = 1
   let lastError: string | null = null
   let loadedAt = new Date().toISOString()
@@ -44,10 +62,14 @@ export async function startRouter(configFile: string, log: Logger, roles: Router
   current = new RouteTree(config, generation, log, onKnockout, metrics.hotKeys)
   const tree = () => current
 
-  const reload = (reason: string): boolean => {
+  // A reload swaps the route tree, so per-request limits apply at once; listen addresses and the
+  // connection settings are read when the servers start, and take effect on restart.
+  const reload = (reason: string, read: ConfigRead = readConfig()): boolean => {
+    lastRead = typeof read === 'string' ? read : read.message
     let next: RouterConfig
     try {
-      next = loadRouterConfig(configFile)
+      if (read instanceof Error) throw read
+      next = parseRouterConfig(read, configFile)
     } catch (error) {
       lastError = (error as Error).message
       metrics.reloads.inc({ outcome: 'failure' })
@@ -57,8 +79,9 @@ export async function startRouter(configFile: string, log: Logger, roles: Router
     if (formatEndpoint(next.listen.data) !== formatEndpoint(config.listen.data) || formatEndpoint(next.listen.admin) !== formatEndpoint(config.listen.admin)) {
       log.warn('listen addresses changed in the config: they take effect on restart')
     }
+    const changedAtRestart = LISTEN_TIME_LIMITS.filter((name) => next.limits[name] !== config.limits[name])
+    if (changedAtRestart.length > 0) log.warn({ limits: changedAtRestart }, 'connection limits changed in the config: they take effect on restart')
     const previous = current
-    config = next
     generation++
     current = new RouteTree(next, generation, log, onKnockout, metrics.hotKeys)
     lastError = null
@@ -71,10 +94,26 @@ export async function startRouter(configFile: string, log: Logger, roles: Router
   }
 
   const clock = new HybridLogicalClock()
-  const front = roles.data ? createFront({ log, maxValueBytes: config.limits.maxValueBytes, accessLog: config.accessLog, clock, metrics, tree }) : null
-  const admin = roles.admin ? await createRouterAdmin({ log, metrics, metricsText: roles.metricsText, tree, started: () => started, reloads: () => ({ generation, lastError, loadedAt }) }) : null
+  const connections = connectionSettings(config.limits, openFileLimit(), log)
+  const front = roles.data
+    ? createFront({ log, maxValueBytes: config.limits.maxValueBytes, connections: connections.data, onConnectionShed: (reason) => metrics.connectionsShed.inc({ port: 'data', reason }), accessLog: config.accessLog, clock, metrics, tree })
+    : null
+  const admin = roles.admin
+    ? await createRouterAdmin({
+      log,
+      metrics,
+      connections: connections.admin,
+      onConnectionShed: (reason) => metrics.connectionsShed.inc({ port: 'admin', reason }),
+      metricsText: roles.metricsText,
+      tree,
+      started: () => started,
+      reloads: () => ({ generation, lastError, loadedAt }),
+    })
+    : null
   await front?.listen({ host: config.listen.data.host, port: config.listen.data.port })
   await admin?.listen({ host: config.listen.admin.host, port: config.listen.admin.port })
+  if (front) metrics.trackServer('data', front.server)
+  if (admin) metrics.trackServer('admin', admin.server)
   started = true
 
   // Watch the directory, not the file: a ConfigMap update swaps a symlink next to the file.
@@ -82,21 +121,12 @@ export async function startRouter(configFile: string, log: Logger, roles: Router
   const watcher: FSWatcher = watch(dirname(configFile), () => {
     if (debounce) clearTimeout(debounce)
     debounce = setTimeout(() => {
-      let text: string
-      try {
-        text = readFileSync(configFile, 'utf8')
-      } catch {
-        return
-      }
-      if (text === loadedText) return
-      loadedText = text
-      reload(`${basename(configFile)} changed`)
+      const read = readConfig()
+      if ((typeof read === 'string' ? read : read.message) === lastRead) return
+      reload(`${basename(configFile)} changed`, read)
     }, 100)
   })
-  const onHangup = () => {
-    loadedText = readFileSync(configFile, 'utf8')
-    reload('SIGHUP')
-  }
+  const onHangup = () => reload('SIGHUP')
   process.on('SIGHUP', onHangup)
 
   return {

@@ -1,7 +1,12 @@
-// The router config: defaults, ${ENV} interpolation, and validation errors that name the file,
-// the line and the path, for schema problems and for cross-references alike.
+// The router config: defaults, ${ENV} interpolation, errors that name the file, line and path (schema
+// and cross-references alike), and each port's connection settings under the open-file limit.
 import t from 'tap'
-import { parseRouterConfig } from '../../router/config.ts'
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { createLogger } from '../../common/logger.ts'
+import { loadRouterConfig, parseRouterConfig } from '../../router/config.ts'
+import { FILE_RESERVE, connectionSettings, openFileLimit } from '../../router/connection-caps.ts'
 
 function errorOf(fn: () => unknown): string {
   try {
@@ -26,7 +31,55 @@ t.test('a minimal config gets the documented defaults', async (t) => {
   t.same(config.pools.main.shards[0], { name: 's0', primary: { address: { host: '127.0.0.1', port: 7000 } }, replicas: [] })
   t.match(config.health, { heartbeatMs: 500, failuresBeforeKnockout: 3 })
   t.match(config.connections, { perDestination: 2, timeoutMs: 1000 })
-  t.match(config.limits, { maxKeyBytes: 250, maxValueBytes: 1048576 })
+  t.same(config.limits, {
+    maxKeyBytes: 250,
+    maxValueBytes: 1048576,
+    maxBatchOps: 1000,
+    maxBatchResponseBytes: 16 * 1024 * 1024,
+    maxInFlightResponseBytes: 128 * 1024 * 1024,
+    maxJsonDepth: 64,
+    maxConnections: 10_000,
+    maxAdminConnections: 256,
+    idleTimeoutMs: 5000,
+    requestTimeoutMs: 10_000,
+  })
+})
+
+t.test('limits have ranges, and the response budgets must hold the largest value', async (t) => {
+  const withLimits = (limits: string) => parseRouterConfig(`${minimal}limits:\n${limits}`, 'r.yaml')
+  t.throws(() => withLimits('  maxJsonDepth: 0\n'), /r\.yaml:7: limits\.maxJsonDepth: must be >= 1/)
+  t.throws(() => withLimits('  idleTimeoutMs: 10\n'), /limits\.idleTimeoutMs: must be >= 100/)
+  t.throws(() => withLimits('  maxConnections: 0\n'), /limits\.maxConnections: must be >= 1/)
+  t.throws(() => withLimits('  maxInFlightResponseBytes: 4096\n  maxBatchResponseBytes: 2048\n  maxValueBytes: 8192\n'), /r\.yaml:7: limits\.maxInFlightResponseBytes: must be at least limits\.maxValueBytes \(8192\)/)
+  t.throws(() => withLimits('  maxBatchResponseBytes: 300000000\n'), /limits\.maxBatchResponseBytes: must be at most limits\.maxInFlightResponseBytes/)
+})
+
+t.test('a missing config file is a config error naming it', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'shardline-config-'))
+  t.throws(() => loadRouterConfig(join(dir, 'gone.yaml')), /gone\.yaml: cannot read the config: ENOENT/)
+  writeFileSync(join(dir, 'router.yaml'), minimal)
+  t.equal(loadRouterConfig(join(dir, 'router.yaml')).defaultPool, 'main')
+})
+
+t.test('connection settings: the data port cap is lowered to fit the open-file limit, the admin port keeps its own', async (t) => {
+  const limits = parseRouterConfig(minimal, 'r.yaml').limits
+  const log = createLogger('config-test', 'silent')
+  t.same(connectionSettings(limits, null, log), {
+    data: { max: 10_000, idleTimeoutMs: 5000, requestTimeoutMs: 10_000 },
+    admin: { max: 256, idleTimeoutMs: 5000, requestTimeoutMs: 10_000 },
+  })
+  t.equal(connectionSettings(limits, 20_000, log).data.max, 10_000, 'fits 20,000 open files')
+  t.equal(connectionSettings(limits, 4096, log).data.max, 4096 - 256 - FILE_RESERVE)
+  t.equal(connectionSettings(limits, 4096, log).admin.max, 256)
+  t.equal(connectionSettings(limits, 100, log).data.max, 1, 'never below one')
+
+  const dir = mkdtempSync(join(tmpdir(), 'shardline-limits-'))
+  writeFileSync(join(dir, 'limits'), 'Limit                     Soft Limit           Hard Limit           Units\nMax open files            1024                 524288               files\n')
+  t.equal(openFileLimit(join(dir, 'limits')), 1024)
+  writeFileSync(join(dir, 'unlimited'), 'Max open files            unlimited            unlimited            files\n')
+  t.equal(openFileLimit(join(dir, 'unlimited')), null)
+  t.equal(openFileLimit(join(dir, 'missing')), null)
+  t.type(openFileLimit(), 'number', 'this process has one')
 })
 
 t.test('destinations may carry an admin address', async (t) => {

@@ -1,0 +1,36 @@
+// The router-wide budget of value bytes held by responses in progress (limits.maxInFlightResponseBytes):
+// charged as values arrive, released as responses end, refused (503) past it instead of growing the heap.
+import type { FastifyReply, FastifyRequest } from 'fastify'
+import { HttpError } from '../common/http-errors.ts'
+
+export class ResponseBudget {
+  /** Bytes held right now, across every response in progress. */
+  held = 0
+
+  /**
+   * Charges `bytes` to the request's response, or throws 503 overloaded when the router holds too
+   * much already. The charge is released once, when the response is finished or abandoned.
+   */
+  hold(request: FastifyRequest, reply: FastifyReply, bytes: number, max: number): void {
+    if (this.held + bytes > max) {
+      throw new HttpError(503, 'overloaded', `the router holds ${this.held} bytes of responses in progress, the limit is ${max}: retry shortly`)
+    }
+    // A client already gone gets no response, and no 'close' would come to release the charge.
+    if (bytes === 0 || reply.raw.destroyed) return
+    this.held += bytes
+    if (request.heldBytes === 0) reply.raw.once('close', () => this.release(request))
+    request.heldBytes += bytes
+  }
+
+  private release(request: FastifyRequest): void {
+    this.held -= request.heldBytes
+    request.heldBytes = 0
+  }
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** Bytes this request's response holds against the router's ResponseBudget. */
+    heldBytes: number
+  }
+}
