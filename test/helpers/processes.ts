@@ -46,6 +46,13 @@ async function startProcess(t: Teardown, args: string[], ready: RegExp, timeoutM
   return superviseProcess(t, child, ready, args[0], timeoutMs)
 }
 
+// Should a test file die before its teardowns run (a failed top-level await), the processes it
+// started die with it rather than linger.
+const startedProcesses = new Set<ChildProcess>()
+process.once('exit', () => {
+  for (const child of startedProcesses) child.kill('SIGKILL')
+})
+
 /** How long a process has to exit on SIGTERM at the end of a test before it is killed. */
 const STOP_GRACE_MS = 5000
 
@@ -60,6 +67,8 @@ export async function superviseProcess(t: Teardown, child: ChildProcess, ready: 
   child.stderr!.on('data', (chunk) => (output += chunk))
   const exited = once(child, 'exit')
   const running = () => child.exitCode === null && child.signalCode === null
+  startedProcesses.add(child)
+  void exited.then(() => startedProcesses.delete(child))
   t.teardown(async () => {
     if (!running()) return
     child.kill('SIGCONT')
