@@ -1,5 +1,6 @@
 // Incremental parser for RESP requests (arrays of bulk strings, and inline commands) as a server
-// reads them off a socket: resumable at any byte boundary, bounded in every length it accepts.
+// reads them off a socket: resumable at any byte boundary and between any two commands, bounded
+// in every length it accepts.
 
 // Hand-written because the RESP server is the product: the npm parsers decode replies for
 // clients and have no per-request limits, so a hostile peer could make them buffer without end.
@@ -11,6 +12,11 @@ export interface RespLimits {
   maxArrayLength: number
   /** Longest inline command line (and array/bulk header line). */
   maxInlineBytes: number
+  /**
+   * Most bytes held for requests not executed yet (the buffered input and the arguments of an
+   * unfinished array) after the parser has taken all it can; unbounded when absent.
+   */
+  maxQueryBufferBytes?: number
 }
 
 export const DEFAULT_RESP_LIMITS: RespLimits = {
@@ -21,6 +27,12 @@ export const DEFAULT_RESP_LIMITS: RespLimits = {
 
 /** A malformed request: the server answers `-ERR Protocol error: …` and closes the connection. */
 export class RespProtocolError extends Error {}
+
+/** A request bigger than maxQueryBufferBytes: refused like a malformed one. */
+export class RespQueryBufferError extends RespProtocolError {}
+
+/** Handles one complete command; returning false stops the parser until resume() is called. */
+export type CommandHandler = (args: Buffer[]) => unknown
 
 const CR = 13
 const LF = 10
@@ -36,27 +48,57 @@ export class RespRequestParser {
   private needed = 1
   /** Arguments of the array being read; null when between commands. */
   private args: Buffer[] | null = null
+  private argsBytes = 0
   private argsRemaining = 0
+  /** Set when onCommand asked to stop: what is buffered is parsed on resume(). */
+  private stopped = false
 
   constructor(limits: RespLimits = DEFAULT_RESP_LIMITS) {
     this.limits = limits
   }
 
-  /** Feeds bytes; calls onCommand for every complete command. Throws RespProtocolError. */
-  push(chunk: Buffer, onCommand: (args: Buffer[]) => void): void {
+  /**
+   * Feeds bytes and calls onCommand for every complete command, until one call returns false.
+   * Returns false when it stopped so (resume() goes on from there), true when every complete
+   * command was handled. Throws RespProtocolError.
+   */
+  push(chunk: Buffer, onCommand: CommandHandler): boolean {
     this.chunks.push(chunk)
     this.buffered += chunk.length
-    if (this.buffered < this.needed) return
-    const data = this.chunks.length === 1 ? this.chunks[0] : Buffer.concat(this.chunks, this.buffered)
-    const consumed = this.parse(data, onCommand)
-    const rest = data.length - consumed
-    this.chunks = rest > 0 ? [data.subarray(consumed)] : []
-    this.buffered = rest
+    return this.drain(onCommand)
   }
 
-  // Parses as many whole elements as data holds; returns the bytes consumed and sets
-  // this.needed to the total length the buffer must reach before a retry can progress.
-  private parse(data: Buffer, onCommand: (args: Buffer[]) => void): number {
+  /** Goes on after a stop with what is buffered, as push does with a new chunk. */
+  resume(onCommand: CommandHandler): boolean {
+    return this.drain(onCommand)
+  }
+
+  /** Bytes held for commands not handled yet: buffered input and the arguments of an unfinished array. */
+  get heldBytes(): number {
+    return this.buffered + this.argsBytes
+  }
+
+  /** True while part of a command has arrived and the rest has not (or, after a stop, is not parsed yet). */
+  get midRequest(): boolean {
+    return this.args !== null || this.buffered > 0
+  }
+
+  private drain(onCommand: CommandHandler): boolean {
+    this.stopped = false
+    if (this.buffered >= this.needed) {
+      const data = this.chunks.length === 1 ? this.chunks[0] : Buffer.concat(this.chunks, this.buffered)
+      const consumed = this.parse(data, onCommand)
+      const rest = data.length - consumed
+      this.chunks = rest > 0 ? [data.subarray(consumed)] : []
+      this.buffered = rest
+    }
+    if (this.heldBytes > (this.limits.maxQueryBufferBytes ?? Infinity)) throw new RespQueryBufferError('query buffer limit exceeded')
+    return !this.stopped
+  }
+
+  // Parses as many whole elements as data holds, or up to a stop; returns the bytes consumed and
+  // sets this.needed to the total length the buffer must reach before a retry can progress.
+  private parse(data: Buffer, onCommand: CommandHandler): number {
     let pos = 0
     const end = data.length
     while (pos < end) {
@@ -75,7 +117,7 @@ export class RespRequestParser {
           if (lineEnd < 0) break
           const args = splitInline(data, pos, lineEnd)
           pos = lineEnd + 1
-          if (args.length > 0) onCommand(args)
+          if (args.length > 0 && onCommand(args) === false) return this.stop(pos)
         }
         continue
       }
@@ -94,14 +136,23 @@ export class RespRequestParser {
       }
       if (data[bodyEnd] !== CR || data[bodyEnd + 1] !== LF) throw new RespProtocolError('bulk string not terminated by CRLF')
       this.args.push(data.subarray(bodyStart, bodyEnd))
+      this.argsBytes += length
       pos = bodyEnd + 2
       if (--this.argsRemaining === 0) {
         const args = this.args
         this.args = null
-        onCommand(args)
+        this.argsBytes = 0
+        if (onCommand(args) === false) return this.stop(pos)
       }
     }
     this.needed = end - pos + 1
+    return pos
+  }
+
+  // After a stop, whatever is buffered may hold whole commands: resume() must parse it.
+  private stop(pos: number): number {
+    this.stopped = true
+    this.needed = 0
     return pos
   }
 

@@ -1,13 +1,72 @@
-// Builds RESP replies into one growing buffer so that every reply produced while handling a
-// socket read leaves in a single write (the whole point of pipelining).
+// Builds RESP replies so that every reply produced while handling a socket read leaves in one
+// write (the whole point of pipelining), copying each byte once: replies are packed into buffers
+// from a pool shared by all writers, big Buffer values travel as they are.
 
 const INITIAL_CAPACITY = 16 * 1024
-/** A buffer grown past this (one huge reply) is not kept for the next round. */
-const MAX_KEPT_CAPACITY = 1024 * 1024
+/** Packing buffers double up to this size; a bigger one (one huge reply) is not pooled. */
+const MAX_POOLED_CAPACITY = 1024 * 1024
+/** Most bytes of free packing buffers the pool keeps, all writers in the process together. */
+const POOL_BYTES = 4 * 1024 * 1024
+/** A Buffer value this big is not copied into the packing buffer but sent as it is. */
+const OWN_BUFFER_BYTES = 64 * 1024
+const EMPTY: Buffer = Buffer.alloc(0)
+
+/**
+ * Free packing buffers. A writer holds one only while it has replies to send, so what thousands
+ * of idle connections keep does not grow with their number, while busy writers keep writing into
+ * memory that is already paged in (fresh memory costs a page fault per 4 KiB).
+ */
+class BufferPool {
+  private readonly free: Buffer[] = []
+  private bytes = 0
+
+  /**
+   * The biggest free buffer, if it holds minBytes (so that a round's replies fit in one buffer
+   * and leave in one write), or a new one.
+   */
+  take(minBytes: number): Buffer {
+    let best = -1
+    for (let i = 0; i < this.free.length; i++) {
+      if (best < 0 || this.free[i].length > this.free[best].length) best = i
+    }
+    if (best < 0 || this.free[best].length < minBytes) return Buffer.allocUnsafe(minBytes)
+    const [buffer] = this.free.splice(best, 1)
+    this.bytes -= buffer.length
+    return buffer
+  }
+
+  /** A buffer nothing refers to any more. */
+  give(buffer: Buffer): void {
+    if (buffer.length > MAX_POOLED_CAPACITY || this.bytes + buffer.length > POOL_BYTES) return
+    this.free.push(buffer)
+    this.bytes += buffer.length
+  }
+}
+
+const pool = new BufferPool()
+
+/** The bytes a bulk reply of length bytes takes on the wire (-1: the null reply). */
+export function bulkReplyBytes(length: number): number {
+  return length < 0 ? 5 : 1 + String(length).length + 2 + length + 2
+}
+
+export interface WritableSocket {
+  write(data: Buffer, onWritten?: (error?: Error | null) => void): boolean
+  cork(): void
+  uncork(): void
+  readonly writableLength: number
+}
 
 export class RespWriter {
-  private buffer = Buffer.allocUnsafe(INITIAL_CAPACITY)
+  private buffer: Buffer = EMPTY
+  /** Packing buffers filled earlier since the last writeTo (their bytes are in pieces). */
+  private readonly filled: Buffer[] = []
+  /** Where the part of buffer not yet in pieces starts, and where the next byte goes. */
+  private segmentStart = 0
   private length = 0
+  /** What was written before the current segment, in order: packed segments and big values. */
+  private readonly pieces: Buffer[] = []
+  private piecesBytes = 0
 
   simple(text: string): void {
     this.ascii(`+${text}\r\n`)
@@ -18,7 +77,7 @@ export class RespWriter {
     this.ascii(`-${message.replace(/[\r\n]+/g, ' ')}\r\n`)
   }
 
-  integer(value: number): void {
+  integer(value: number | bigint): void {
     this.ascii(`:${value}\r\n`)
   }
 
@@ -32,19 +91,26 @@ export class RespWriter {
 
   /** A bulk string from a latin1 string (one char per byte), the shard's in-memory form. */
   bulkLatin1(value: string): void {
-    this.ascii(`$${value.length}\r\n`)
-    this.reserve(value.length + 2)
+    const header = `$${value.length}\r\n`
+    // One reply, one buffer: header, value and CRLF together.
+    this.reserve(header.length + value.length + 2)
+    this.ascii(header)
     this.length += this.buffer.write(value, this.length, 'latin1')
-    this.buffer[this.length++] = 13
-    this.buffer[this.length++] = 10
+    this.crlf()
   }
 
+  /** A bulk string; a big one is sent as the very buffer given, which must not change until written. */
   bulk(value: Buffer): void {
-    this.ascii(`$${value.length}\r\n`)
-    this.reserve(value.length + 2)
-    this.length += value.copy(this.buffer, this.length)
-    this.buffer[this.length++] = 13
-    this.buffer[this.length++] = 10
+    const header = `$${value.length}\r\n`
+    if (value.length >= OWN_BUFFER_BYTES) {
+      this.ascii(header)
+      this.addPiece(value)
+    } else {
+      this.reserve(header.length + value.length + 2)
+      this.ascii(header)
+      this.length += value.copy(this.buffer, this.length)
+    }
+    this.crlf()
   }
 
   /** A bulk string from text, sent as UTF-8 (INFO, ECHO of text). */
@@ -52,30 +118,56 @@ export class RespWriter {
     this.bulk(Buffer.from(text, 'utf8'))
   }
 
-  /** Writes everything so far to the socket in one write and starts over. */
-  writeTo(socket: { write(data: Buffer): boolean; readonly writableLength: number }): void {
-    if (this.length === 0) return
-    socket.write(this.buffer.subarray(0, this.length))
-    // Nothing left queued means the kernel took the bytes already and the buffer is free to
-    // reuse; otherwise the pending write still points into it, so start a new one.
-    if (socket.writableLength > 0 || this.buffer.length > MAX_KEPT_CAPACITY) this.buffer = Buffer.allocUnsafe(INITIAL_CAPACITY)
-    this.length = 0
+  /**
+   * Writes everything so far to the socket, as one write (several pieces go corked, as one
+   * writev), and starts over. onWritten is called once the socket has handed all of it to the
+   * kernel (or has failed).
+   */
+  writeTo(socket: WritableSocket, onWritten?: (error?: Error | null) => void): void {
+    if (this.pending === 0) return
+    this.endSegment()
+    const pieces = this.pieces
+    if (pieces.length > 1) socket.cork()
+    for (let i = 0; i < pieces.length; i++) socket.write(pieces[i], i === pieces.length - 1 ? onWritten : undefined)
+    if (pieces.length > 1) socket.uncork()
+    // Nothing left queued means the kernel took the bytes already and the buffers are free to
+    // reuse; otherwise the pending write still points into them, and they are left to it.
+    if (socket.writableLength === 0) this.release()
+    this.buffer = EMPTY
+    this.filled.length = 0
+    this.startOver()
   }
 
   /** Everything written so far as a Buffer of its own, and starts over. */
   take(): Buffer {
-    const taken = Buffer.from(this.buffer.subarray(0, this.length))
-    this.length = 0
+    this.endSegment()
+    const taken = Buffer.concat(this.pieces, this.piecesBytes)
+    this.discard()
     return taken
   }
 
   /** Bytes written since the last writeTo or take. */
   get pending(): number {
-    return this.length
+    return this.piecesBytes + this.length - this.segmentStart
   }
 
   /** Drops everything written since the last writeTo. */
   discard(): void {
+    this.release()
+    this.startOver()
+  }
+
+  private release(): void {
+    for (const buffer of this.filled) pool.give(buffer)
+    if (this.buffer !== EMPTY) pool.give(this.buffer)
+    this.filled.length = 0
+    this.buffer = EMPTY
+  }
+
+  private startOver(): void {
+    this.pieces.length = 0
+    this.piecesBytes = 0
+    this.segmentStart = 0
     this.length = 0
   }
 
@@ -84,11 +176,34 @@ export class RespWriter {
     this.length += this.buffer.write(text, this.length, 'latin1')
   }
 
+  private crlf(): void {
+    this.reserve(2)
+    this.buffer[this.length++] = 13
+    this.buffer[this.length++] = 10
+  }
+
+  // Ends the current segment and queues value after it; packing goes on in the same buffer.
+  private addPiece(value: Buffer): void {
+    this.endSegment()
+    this.pieces.push(value)
+    this.piecesBytes += value.length
+  }
+
+  private endSegment(): void {
+    if (this.length === this.segmentStart) return
+    this.pieces.push(this.buffer.subarray(this.segmentStart, this.length))
+    this.piecesBytes += this.length - this.segmentStart
+    this.segmentStart = this.length
+  }
+
+  // A full buffer is left to the segments that point into it and a bigger one (doubling, up to
+  // MAX_POOLED_CAPACITY, or as big as one reply needs) takes over: nothing written is copied again.
   private reserve(bytes: number): void {
     if (this.length + bytes <= this.buffer.length) return
-    const grown = Buffer.allocUnsafe(Math.max(this.buffer.length * 2, this.length + bytes))
-    this.buffer.copy(grown, 0, 0, this.length)
-    this.buffer = grown
+    this.endSegment()
+    if (this.buffer !== EMPTY) this.filled.push(this.buffer)
+    this.buffer = pool.take(Math.max(bytes, INITIAL_CAPACITY, Math.min(this.buffer.length * 2, MAX_POOLED_CAPACITY)))
+    this.segmentStart = 0
+    this.length = 0
   }
 }
-

@@ -1,12 +1,15 @@
 // The shard's RESP command table: each command's arity and handler, behaving as the Redis docs
 // describe, plus shardline's own SL.* extension commands (versioned writes, flags).
-import type { RespWriter } from '../common/resp-writer.ts'
-import { entryFlags, entryValue, entryVersion } from './entry.ts'
-import { StoreError, type Store, type WriteOptions } from './store.ts'
+import { INT64_MAX, INT64_MIN, MAX_TTL_MS } from '../common/limits.ts'
+import { bulkReplyBytes, type RespWriter } from '../common/resp-writer.ts'
+import { ENTRY_HEADER_BYTES, entryFlags, entryValue, entryVersion } from './entry.ts'
+import { VERSION_NOT_POSITIVE, type Store, type WriteOptions } from './store.ts'
 
 export interface CommandLimits {
   maxKeyBytes: number
   maxValueBytes: number
+  /** A client's unread replies pause its pipeline at this size; a bigger MGET reply is refused. */
+  maxOutputBufferBytes: number
 }
 
 export interface CommandContext {
@@ -23,7 +26,7 @@ export interface CommandContext {
   replicate(args: Buffer[]): void
 }
 
-/** An error reply; the connection stays open. */
+/** An error reply; the connection stays open. (The store's StoreError is answered the same way.) */
 export class CommandError extends Error {}
 
 interface CommandSpec {
@@ -37,6 +40,7 @@ interface CommandSpec {
 }
 
 const NOT_INTEGER = 'ERR value is not an integer or out of range'
+const OVERFLOW = 'ERR increment or decrement would overflow'
 const SYNTAX = 'ERR syntax error'
 
 const COMMAND_TABLE: Array<[string, Omit<CommandSpec, 'name'>]> = [
@@ -48,10 +52,10 @@ const COMMAND_TABLE: Array<[string, Omit<CommandSpec, 'name'>]> = [
   ['mset', { arity: -3, run: runMset }],
   ['incr', { arity: 2, run: (ctx, args) => incrementBy(ctx, args[1], 1n) }],
   ['decr', { arity: 2, run: (ctx, args) => incrementBy(ctx, args[1], -1n) }],
-  ['incrby', { arity: 3, run: (ctx, args) => incrementBy(ctx, args[1], parseBigInt(args[2])) }],
-  ['decrby', { arity: 3, run: (ctx, args) => incrementBy(ctx, args[1], -parseBigInt(args[2])) }],
-  ['expire', { arity: 3, run: (ctx, args) => ctx.writer.integer(ctx.store.expire(key(ctx, args[1]), parseExpiry(args[2], 1000, 'expire')) ? 1 : 0) }],
-  ['pexpire', { arity: 3, run: (ctx, args) => ctx.writer.integer(ctx.store.expire(key(ctx, args[1]), parseExpiry(args[2], 1, 'pexpire')) ? 1 : 0) }],
+  ['incrby', { arity: 3, run: (ctx, args) => incrementBy(ctx, args[1], parseInt64(args[2])) }],
+  ['decrby', { arity: 3, run: (ctx, args) => incrementBy(ctx, args[1], negate(parseInt64(args[2]))) }],
+  ['expire', { arity: 3, run: (ctx, args) => ctx.writer.integer(ctx.store.expire(key(ctx, args[1]), parseTtlMs(args[2], 1000n, 'expire')) ? 1 : 0) }],
+  ['pexpire', { arity: 3, run: (ctx, args) => ctx.writer.integer(ctx.store.expire(key(ctx, args[1]), parseTtlMs(args[2], 1n, 'pexpire')) ? 1 : 0) }],
   ['ttl', { arity: 2, run: (ctx, args) => ctx.writer.integer(toSeconds(ctx.store.remainingTtl(key(ctx, args[1])))) }],
   ['pttl', { arity: 2, run: (ctx, args) => ctx.writer.integer(ctx.store.remainingTtl(key(ctx, args[1]))) }],
   ['ping', { arity: -1, run: runPing }],
@@ -115,16 +119,16 @@ function parseWriteOptions(args: Buffer[], from: number, command: string, allowF
     if ((option === 'nx' || option === 'xx') && options.condition === undefined) {
       options.condition = option
     } else if ((option === 'ex' || option === 'px') && !expirySet && i + 1 < args.length) {
-      options.ttlMs = parseExpiry(args[++i], option === 'ex' ? 1000 : 1, command)
-      if (options.ttlMs <= 0) throw new CommandError(`ERR invalid expire time in '${command}' command`)
+      options.ttlMs = parseTtlMs(args[++i], option === 'ex' ? 1000n : 1n, command)
+      if (options.ttlMs <= 0) throw invalidExpireTime(command)
       expirySet = true
     } else if (option === 'keepttl' && !expirySet) {
       options.keepTtl = true
       expirySet = true
     } else if (allowFlags && option === 'flags' && i + 1 < args.length) {
-      const flags = parseInteger(args[++i])
-      if (flags < 0 || flags > 0xffffffff) throw new CommandError(NOT_INTEGER)
-      options.flags = flags
+      const flags = parseInt64(args[++i])
+      if (flags < 0n || flags > 0xffffffffn) throw new CommandError(NOT_INTEGER)
+      options.flags = Number(flags)
     } else {
       throw new CommandError(SYNTAX)
     }
@@ -132,10 +136,17 @@ function parseWriteOptions(args: Buffer[], from: number, command: string, allowF
   return options
 }
 
+// The reply is sized before a byte of it is written: one MGET could otherwise build a reply of
+// maxArrayLength values at once, past any output limit checked between commands.
 function runMget(ctx: CommandContext, args: Buffer[]): void {
   const keys = args.slice(1).map((raw) => key(ctx, raw))
+  const values = keys.map((k) => ctx.store.get(k))
+  let bytes = `*${keys.length}\r\n`.length
+  for (const packed of values) bytes += bulkReplyBytes(packed === undefined ? -1 : packed.length - ENTRY_HEADER_BYTES)
+  const limit = ctx.limits.maxOutputBufferBytes
+  if (bytes > limit) throw new CommandError(`ERR reply too large (${bytes} bytes, limit ${limit}): ask for fewer keys`)
   ctx.writer.arrayHeader(keys.length)
-  for (const k of keys) replyValue(ctx, ctx.store.get(k))
+  for (const packed of values) replyValue(ctx, packed)
 }
 
 function runMset(ctx: CommandContext, args: Buffer[]): void {
@@ -148,12 +159,13 @@ function runMset(ctx: CommandContext, args: Buffer[]): void {
 }
 
 function incrementBy(ctx: CommandContext, rawKey: Buffer, delta: bigint): void {
-  try {
-    ctx.writer.integer(Number(ctx.store.incrBy(key(ctx, rawKey), delta)))
-  } catch (error) {
-    if (error instanceof StoreError) throw new CommandError(error.message)
-    throw error
-  }
+  ctx.writer.integer(ctx.store.incrBy(key(ctx, rawKey), delta))
+}
+
+// DECRBY's delta negated: -(-2^63) does not fit in 64 bits.
+function negate(delta: bigint): bigint {
+  if (delta === INT64_MIN) throw new CommandError(OVERFLOW)
+  return -delta
 }
 
 function runPing(ctx: CommandContext, args: Buffer[]): void {
@@ -170,7 +182,7 @@ function runFlush(ctx: CommandContext, args: Buffer[]): void {
 }
 
 function runSelect(ctx: CommandContext, args: Buffer[]): void {
-  if (parseInteger(args[1]) !== 0) throw new CommandError('ERR DB index is out of range (shardline has database 0 only)')
+  if (parseInt64(args[1]) !== 0n) throw new CommandError('ERR DB index is out of range (shardline has database 0 only)')
   ctx.writer.simple('OK')
 }
 
@@ -197,8 +209,7 @@ function globToRegExp(glob: string): RegExp {
 // SL.SETV key value version [PX ms] [FLAGS n]: stores only if version is newer than the stored
 // one (last writer wins). Replies :1 when stored, :0 when the stored version is as new or newer.
 function runSetVersioned(ctx: CommandContext, args: Buffer[]): void {
-  const version = parseInteger(args[3])
-  if (version <= 0) throw new CommandError('ERR version must be a positive integer')
+  const version = parseVersion(args[3])
   const options = parseWriteOptions(args, 4, 'sl.setv', true)
   if (options.condition || options.keepTtl) throw new CommandError(SYNTAX)
   const result = ctx.store.set(key(ctx, args[1]), checkValue(ctx, args[2]), { ...options, version })
@@ -208,8 +219,7 @@ function runSetVersioned(ctx: CommandContext, args: Buffer[]): void {
 // SL.DELV key version: deletes with a version, leaving a tombstone so that no older write can
 // bring the key back. :1 when a live value was deleted, :0 otherwise.
 function runDeleteVersioned(ctx: CommandContext, args: Buffer[]): void {
-  const version = parseInteger(args[2])
-  if (version <= 0) throw new CommandError('ERR version must be a positive integer')
+  const version = parseVersion(args[2])
   ctx.writer.integer(ctx.store.deleteVersioned(key(ctx, args[1]), version) === 'deleted' ? 1 : 0)
 }
 
@@ -237,25 +247,35 @@ function runGetVersioned(ctx: CommandContext, args: Buffer[]): void {
   ctx.writer.integer(ctx.store.remainingTtl(k))
 }
 
-function parseInteger(raw: Buffer): number {
-  const text = raw.toString('latin1')
-  if (!/^-?\d{1,16}$/.test(text)) throw new CommandError(NOT_INTEGER)
-  const value = Number(text)
-  if (!Number.isSafeInteger(value)) throw new CommandError(NOT_INTEGER)
+/** A signed 64-bit integer in Redis's syntax; anything else (2^64, 1e3, a long digit string) is refused. */
+function parseInt64(raw: Buffer): bigint {
+  // No int64 needs more than 20 characters: longer input is refused before it is read as a number.
+  const text = raw.length <= 20 ? raw.toString('latin1') : ''
+  if (!/^-?\d+$/.test(text)) throw new CommandError(NOT_INTEGER)
+  const value = BigInt(text)
+  if (value > INT64_MAX || value < INT64_MIN) throw new CommandError(NOT_INTEGER)
   return value
 }
 
-function parseBigInt(raw: Buffer): bigint {
-  const text = raw.toString('latin1')
-  if (!/^-?\d{1,19}$/.test(text)) throw new CommandError(NOT_INTEGER)
-  return BigInt(text)
+// A version's range against the clock is the store's to check (it refuses one too far ahead).
+function parseVersion(raw: Buffer): number {
+  const version = parseInt64(raw)
+  if (version <= 0n) throw new CommandError(VERSION_NOT_POSITIVE)
+  return Number(version)
 }
 
-function parseExpiry(raw: Buffer, unitMs: number, command: string): number {
-  const value = parseInteger(raw)
-  const ms = value * unitMs
-  if (!Number.isSafeInteger(ms)) throw new CommandError(`ERR invalid expire time in '${command}' command`)
-  return ms
+/**
+ * EX, PX, EXPIRE, PEXPIRE: an int64 (else Redis's not-an-integer error) in units of unitMs, whose
+ * value in ms is at most MAX_TTL_MS. Zero and below pass: SET refuses them, EXPIRE deletes.
+ */
+function parseTtlMs(raw: Buffer, unitMs: bigint, command: string): number {
+  const ms = parseInt64(raw) * unitMs
+  if (ms > BigInt(MAX_TTL_MS)) throw invalidExpireTime(command)
+  return Number(ms)
+}
+
+function invalidExpireTime(command: string): CommandError {
+  return new CommandError(`ERR invalid expire time in '${command}' command`)
 }
 
 // Redis rounds TTL to the nearest second and keeps -1 / -2 as they are.

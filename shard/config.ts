@@ -4,8 +4,8 @@ import { readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
 import { parseByteSize } from '../common/byte-size.ts'
 import { ConfigError, compileSchema, parseYaml, validateOrThrow } from '../common/validate.ts'
-import { EVICTION_POLICIES, type EvictionPolicy } from './store.ts'
-import type { RespServerLimits } from './resp-server.ts'
+import { DEFAULT_MAX_VERSION_DRIFT_MS, EVICTION_POLICIES, type EvictionPolicy } from './store.ts'
+import { REQUEST_OVERHEAD_BYTES, type RespServerLimits } from './resp-server.ts'
 import type { ReplicationSettings } from './replication.ts'
 
 export interface ShardConfig {
@@ -18,6 +18,8 @@ export interface ShardConfig {
   limits: RespServerLimits
   sweep: { intervalMs: number; batch: number }
   tombstoneTtlMs: number
+  /** How far ahead of this shard's clock a version from a router or a peer may be. */
+  maxVersionDriftMs: number
   replication: ReplicationSettings
 }
 
@@ -32,6 +34,7 @@ type RawShardConfig = Omit<ShardConfig, 'maxMemory' | 'replication'> & {
 }
 
 const port = { type: 'integer', minimum: 0, maximum: 65535 }
+const MIB = 1024 * 1024
 const peerAddress = { type: 'string', pattern: '^[^\\s:]+:\\d{1,5}$', description: 'must be host:port' }
 const schema = {
   type: 'object',
@@ -51,7 +54,20 @@ const schema = {
         maxKeyBytes: { type: 'integer', minimum: 1, maximum: 65536, default: 256 },
         maxValueBytes: { type: 'integer', minimum: 1, maximum: 512 * 1024 * 1024, default: 1024 * 1024 },
         maxArrayLength: { type: 'integer', minimum: 3, default: 1024 * 1024 },
-        maxOutputBufferBytes: { type: 'integer', minimum: 1024, default: 64 * 1024 * 1024 },
+        // A client's pipeline pauses once this many bytes of its replies are unread; also the
+        // largest MGET reply.
+        maxOutputBufferBytes: { type: 'integer', minimum: 1024, default: 8 * MIB },
+        // An unfinished request holding more is refused and its connection closed (checked
+        // below: at least one max-size value and its framing).
+        maxQueryBufferBytes: { type: 'integer', minimum: 1, default: 8 * MIB },
+        // All clients' query and output buffers together: past it, clients with unread
+        // replies wait, and one holding more than a value's worth is closed.
+        maxClientsMemory: { type: 'integer', minimum: MIB, default: 32 * MIB },
+        maxClients: { type: 'integer', minimum: 1, maximum: 1_000_000, default: 10_000 },
+        // A client whose replies go unread, or whose request stays unfinished, this long is closed.
+        slowClientTimeoutMs: { type: 'integer', minimum: 100, default: 10_000 },
+        // A client silent this long is closed; 0 = never, as Redis's timeout.
+        idleTimeoutMs: { type: 'integer', minimum: 0, default: 0 },
       },
     },
     sweep: {
@@ -64,6 +80,8 @@ const schema = {
       },
     },
     tombstoneTtlMs: { type: 'integer', minimum: 1, default: 60_000 },
+    // A version more than this many ms ahead of the shard's clock is refused.
+    maxVersionDriftMs: { type: 'integer', minimum: 0, maximum: 24 * 3600 * 1000, default: DEFAULT_MAX_VERSION_DRIFT_MS },
     replication: {
       type: 'object',
       additionalProperties: false,
@@ -100,7 +118,9 @@ export const SHARD_USAGE = `shardline shard [options]
                       failover flow back, and an empty start warms up from one of them
   --group <host:port,...> --member <i>  the same, as a group's data addresses (the primary
                       first) and this shard's index in it (a StatefulSet pod's ordinal)
-  --config <file>     YAML file with the same settings (flags win)`
+  --config <file>     YAML file with the same settings (flags win), plus the client limits
+                      (limits.*) and maxVersionDriftMs (how far ahead of this shard's clock a
+                      version may be, default 60000 ms)`
 
 export function loadShardConfig(argv: string[]): ShardConfig {
   const { values } = parseArgs({
@@ -148,6 +168,10 @@ export function loadShardConfig(argv: string[]): ShardConfig {
   const raw = validateOrThrow(validate, merged, where)
   const maxMemory = byteSize('maxMemory', raw.maxMemory)
   if (maxMemory < MIN_MEMORY) throw new ConfigError(`maxMemory: ${maxMemory} bytes is below the minimum of 4mb`)
+  const { maxQueryBufferBytes, maxValueBytes } = raw.limits
+  if (maxQueryBufferBytes < maxValueBytes + REQUEST_OVERHEAD_BYTES) {
+    throw new ConfigError(`limits.maxQueryBufferBytes: ${maxQueryBufferBytes} is below limits.maxValueBytes + 64 KiB (${maxValueBytes + REQUEST_OVERHEAD_BYTES}): a request carrying a max-size value must fit`)
+  }
   const { group, member, ...settings } = raw.replication
   const replication = {
     ...settings,

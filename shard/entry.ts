@@ -13,6 +13,8 @@ const TOMBSTONE_MARK = 1
 const EXPIRES_OFFSET = 8
 const FLAGS_OFFSET = 14
 export const ENTRY_HEADER_BYTES = 18
+/** The latest expiry the header's 6-byte field holds (epoch ms, in the year 10889). */
+export const MAX_EXPIRES_AT = 2 ** 48 - 1
 
 export interface EntryMeta {
   version: number
@@ -45,12 +47,13 @@ export function repackEntry(packed: string, meta: EntryMeta): string {
 
 /**
  * The entry with its expiry field rebased: absolute → time left (to send it to another clock) or
- * time left → absolute (on arrival). Entries without expiry are returned as they are.
+ * time left → absolute (on arrival). Entries without expiry are returned as they are. A time left
+ * from a peer can be anything up to MAX_EXPIRES_AT: the result is capped to what the field holds.
  */
 export function rebaseExpiry(packed: string, from: number, to: number): string {
   const expiresAt = entryExpiresAt(packed)
   if (expiresAt === 0) return packed
-  const rebased = Math.max(1, expiresAt - from + to)
+  const rebased = Math.min(MAX_EXPIRES_AT, Math.max(1, expiresAt - from + to))
   writeHeader(scratch, { version: entryVersion(packed), expiresAt: rebased, flags: entryFlags(packed), tombstone: entryIsTombstone(packed) })
   return scratch.toString('latin1') + packed.substring(ENTRY_HEADER_BYTES)
 }

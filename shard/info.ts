@@ -12,6 +12,7 @@ export interface InfoSources {
   store: Store
   replication: Replication
   connections: ConnectionStats
+  maxClients: number
   totalCommands(): number
 }
 
@@ -40,18 +41,25 @@ function fields(sources: InfoSources, section: (typeof SECTIONS)[number]): Array
         ['uptime_in_seconds', Math.floor((Date.now() - sources.startedAt) / 1000)],
       ]
     case 'clients':
-      return [['connected_clients', connections.current], ['blocked_clients', 0]]
+      return [['connected_clients', connections.current], ['maxclients', sources.maxClients], ['blocked_clients', 0]]
     case 'memory':
+      // used_memory is what maxmemory bounds (an alert on used_memory / maxmemory means what it
+      // does for Redis): the bytes charged for entries. What the process holds besides (client
+      // buffers, the replication backlog, V8's heap, RSS) is reported beside it.
       return [
-        ['used_memory', memory.heapUsed + memory.external],
-        ['used_memory_rss', memory.rss],
+        ['used_memory', store.bytes],
         ['used_memory_dataset', store.bytes],
+        ['used_memory_clients', connections.bufferedBytes],
+        ['used_memory_repl_backlog', sources.replication.log?.bytes ?? 0],
+        ['used_memory_vm', memory.heapUsed + memory.external],
+        ['used_memory_rss', memory.rss],
         ['maxmemory', store.maxMemory],
         ['maxmemory_policy', `allkeys-${store.policy}`],
       ]
     case 'stats':
       return [
         ['total_connections_received', connections.total],
+        ['rejected_connections', connections.dropped.max_clients],
         ['total_commands_processed', sources.totalCommands()],
         ['keyspace_hits', store.stats.hits],
         ['keyspace_misses', store.stats.misses],

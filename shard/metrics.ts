@@ -4,10 +4,20 @@ import { Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
 import { LATENCY_BUCKETS_SECONDS, mirroredCounter, type MirroredCounterConfig } from '../common/metric-helpers.ts'
 import type { Store } from './store.ts'
 
+/** Why the shard closed a client's connection (resp-server.ts). */
+export const DROP_REASONS = ['protocol_error', 'query_buffer', 'clients_memory', 'slow_client', 'idle', 'max_clients'] as const
+export type DropReason = (typeof DROP_REASONS)[number]
+
 export interface ConnectionStats {
   current: number
   total: number
-  dropped: Record<'output_buffer' | 'protocol_error', number>
+  dropped: Record<DropReason, number>
+  /** Bytes held in clients' query and output buffers, all clients together. */
+  bufferedBytes: number
+}
+
+export function newConnectionStats(): ConnectionStats {
+  return { current: 0, total: 0, dropped: Object.fromEntries(DROP_REASONS.map((reason) => [reason, 0])) as Record<DropReason, number>, bufferedBytes: 0 }
 }
 
 /**
@@ -57,16 +67,15 @@ export class ShardMetrics {
     ], ['reason'])
     counter('shardline_shard_admissions_rejected_total', 'New entries the lfu policy refused because they were rarer than the eviction victim.', () => stats.admissionsRejected)
     counter('shardline_shard_connections_total', 'RESP connections accepted.', () => connections.total)
-    counter('shardline_shard_connections_dropped_total', 'RESP connections closed by the shard, by reason.', () => [
-      [{ reason: 'output_buffer' }, connections.dropped.output_buffer],
-      [{ reason: 'protocol_error' }, connections.dropped.protocol_error],
-    ], ['reason'])
+    counter('shardline_shard_connections_dropped_total', 'RESP connections closed by the shard, by reason.', () =>
+      DROP_REASONS.map((reason): [Record<string, string>, number] => [{ reason }, connections.dropped[reason]]), ['reason'])
     const gauge = (name: string, help: string, read: () => number) =>
       new Gauge({ name, help, registers: [this.registry], collect() { this.set(read()) } })
     gauge('shardline_shard_items', 'Live entries in the store.', () => store.size)
     gauge('shardline_shard_stored_bytes', 'Bytes charged against the memory budget (keys, values, per-entry overhead).', () => store.bytes)
     gauge('shardline_shard_memory_budget_bytes', 'The configured memory budget (maxMemory).', () => store.maxMemory)
     gauge('shardline_shard_connections', 'Open RESP connections.', () => connections.current)
+    gauge('shardline_shard_client_buffer_bytes', "Bytes held in RESP clients' query and output buffers, all clients together.", () => connections.bufferedBytes)
     new Gauge({
       name: 'shardline_shard_info',
       help: 'Constant 1, labelled with the eviction policy.',

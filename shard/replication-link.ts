@@ -9,7 +9,8 @@ import {
   SNAPSHOT, SNAPSHOT_BATCH_KEYS, SYNC, command,
 } from './replication-wire.ts'
 import { ENTRY_HEADER_BYTES, rebaseExpiry } from './entry.ts'
-import type { Store, WriteOptions } from './store.ts'
+import { StoreError, type Store, type WriteOptions } from './store.ts'
+import { ThrottledWarning } from './warn-throttle.ts'
 
 export interface LinkOptions {
   /** host:port of the peer's data port. */
@@ -48,7 +49,8 @@ export class LinkError extends Error {}
 export class ReplicationLink {
   readonly options: LinkOptions
   state: 'connecting' | 'snapshot' | 'streaming' = 'connecting'
-  readonly counts = { fullSyncs: 0, partialSyncs: 0, dropped: 0, opsApplied: 0, snapshotRecords: 0 }
+  /** refused: ops and snapshot records the store would not take (a version or TTL out of range), skipped. */
+  readonly counts = { fullSyncs: 0, partialSyncs: 0, dropped: 0, opsApplied: 0, snapshotRecords: 0, refused: 0 }
   lastFullSync: { records: number; seconds: number } | null = null
   private replid = '?'
   /** The log last synced from, kept when replid is forgotten: tells a restarted peer from the same one. */
@@ -65,9 +67,11 @@ export class ReplicationLink {
   private ackedOffset = -1
   private snapshotStartedAt = 0
   private keysSeen: Set<string> | null = null
+  private readonly refusedWarning: ThrottledWarning
 
   constructor(options: LinkOptions) {
     this.options = options
+    this.refusedWarning = new ThrottledWarning(options.log, 'replication: skipped what the peer sent that this store refuses (are the clocks more than maxVersionDriftMs apart?)')
   }
 
   start(): void {
@@ -120,8 +124,12 @@ export class ReplicationLink {
       try {
         parser.push(chunk, (args) => this.handle(args))
       } catch (error) {
-        if (!(error instanceof LinkError || error instanceof RespProtocolError)) throw error
-        this.options.log.warn({ peer: this.options.peer, direction: this.options.direction, error: error.message }, 'replication link dropped: the peer sent something that is not replication; reconnecting for a full resync')
+        if (error instanceof LinkError || error instanceof RespProtocolError) {
+          this.options.log.warn({ peer: this.options.peer, direction: this.options.direction, error: error.message }, 'replication link dropped: the peer sent something that is not replication; reconnecting for a full resync')
+        } else {
+          // A bug, not the peer's doing: this link starts over rather than the process ending.
+          this.options.log.error({ peer: this.options.peer, direction: this.options.direction, err: error }, 'replication link failed unexpectedly; reconnecting for a full resync')
+        }
         this.counts.dropped++
         this.replid = '?'
         socket.destroy()
@@ -225,7 +233,7 @@ export class ReplicationLink {
     this.options.applying(() => {
       for (let i = 1; i < args.length; i += 2) {
         if (args[i + 1].length < ENTRY_HEADER_BYTES) throw new LinkError(`${SNAPSHOT} entry of ${args[i + 1].length} bytes, shorter than its header`)
-        this.options.store.restore(this.see(args[i].toString('latin1')), rebaseExpiry(args[i + 1].toString('latin1'), 0, now))
+        this.refusable(() => this.options.store.restore(this.see(args[i].toString('latin1')), rebaseExpiry(args[i + 1].toString('latin1'), 0, now)))
       }
     })
     this.counts.snapshotRecords += (args.length - 1) / 2
@@ -237,11 +245,22 @@ export class ReplicationLink {
     return key
   }
 
+  // An op the store refuses is skipped but still counted in the offset: the stream goes on.
   private applyOp(apply: () => void): void {
     if (this.state === 'connecting') throw new LinkError('a log op before SL.FULLSYNC or SL.CONTINUE')
-    this.options.applying(apply)
+    this.options.applying(() => this.refusable(apply))
     this.offset++
     this.counts.opsApplied++
+  }
+
+  private refusable(apply: () => void): void {
+    try {
+      apply()
+    } catch (error) {
+      if (!(error instanceof StoreError)) throw error
+      this.counts.refused++
+      this.refusedWarning.warn({ peer: this.options.peer, direction: this.options.direction, error: error.message, refused: this.counts.refused })
+    }
   }
 
   // Acknowledges the offset reached, at most once per ACK_INTERVAL_MS (a trailing timer sends

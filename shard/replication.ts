@@ -138,7 +138,7 @@ export class Replication {
     let removed = 0
     this.muted(() => {
       for (const key of this.store.keyList()) {
-        if (!keysSeen.has(key) && !pending.has(key) && this.store.dropIfNotNewer(key, Number.MAX_SAFE_INTEGER)) removed++
+        if (!keysSeen.has(key) && !pending.has(key) && this.store.forget(key)) removed++
       }
     })
     if (removed > 0) this.logger.info({ removed }, 'after the full resync, removed keys the primary no longer holds')

@@ -1,20 +1,30 @@
-// The shard's RESP listener: per-connection parsing, command dispatch, one write per socket
-// read, output-buffer limits, and a graceful close that answers what is already in flight.
+// The shard's RESP listener: per-connection parsing and command dispatch, one write per socket
+// read, the bounds on clients (count, query and output buffers per client and in total, slow and
+// idle clients), and a graceful close that answers what is already in flight.
 import net from 'node:net'
 import { once } from 'node:events'
 import { performance } from 'node:perf_hooks'
 import type { Logger } from '../common/logger.ts'
-import { RespProtocolError, RespRequestParser, type RespLimits } from '../common/resp-request-parser.ts'
+import { RespProtocolError, RespQueryBufferError, RespRequestParser, type CommandHandler, type RespLimits } from '../common/resp-request-parser.ts'
 import { RespWriter } from '../common/resp-writer.ts'
 import { COMMANDS, CommandError, type CommandContext, type CommandLimits } from './commands.ts'
-import type { ConnectionStats, ShardMetrics } from './metrics.ts'
+import type { ConnectionStats, DropReason, ShardMetrics } from './metrics.ts'
 import type { Replication } from './replication.ts'
-import type { Store } from './store.ts'
+import { StoreError, type Store } from './store.ts'
+import { ThrottledWarnings } from './warn-throttle.ts'
 
 export interface RespServerLimits extends CommandLimits {
   maxArrayLength: number
-  /** A client whose unread replies exceed this many bytes is disconnected. */
-  maxOutputBufferBytes: number
+  /** An unfinished request holding more than this many bytes is refused and its connection closed. */
+  maxQueryBufferBytes: number
+  /** All clients' query and output buffers together; past it, clients with unread replies wait. */
+  maxClientsMemory: number
+  /** Connections past this many get -ERR max number of clients reached. */
+  maxClients: number
+  /** A client whose replies go unread, or whose request stays unfinished, this long is closed. */
+  slowClientTimeoutMs: number
+  /** A client that sends and reads nothing this long is closed; 0 = never. */
+  idleTimeoutMs: number
 }
 
 export interface RespServerOptions {
@@ -29,8 +39,66 @@ export interface RespServerOptions {
   replication: Pick<Replication, 'attach' | 'warmingUp'>
 }
 
+/** Room a request needs beyond its value: the key, the command and the framing. */
+export const REQUEST_OVERHEAD_BYTES = 64 * 1024
 /** One command in this many is timed for the latency histogram (a power of two). */
 const LATENCY_SAMPLE = 8
+/**
+ * A client's commands run in turns that end once their replies reach this size (Redis likewise
+ * bounds what it writes per client per event). Clients waiting for another turn get one each, one
+ * per round of the event loop, so between two reads of the sockets the shard builds at most one
+ * turn's replies: big replies to some clients never keep a small one to another waiting. Smaller
+ * turns cost pipelines of mid-size values throughput (at 64 KiB, half of it for 200 KB GETs).
+ * While all clients' buffers together are past maxClientsMemory, the next turn waits for the peer
+ * to take the replies instead.
+ */
+const TURN_BYTES = 1024 * 1024
+/** A connection closed with a last reply (QUIT, a protocol error) gets this long to take it. */
+const CLOSE_GRACE_MS = 1000
+
+const DROP_MESSAGES: Record<DropReason, string> = {
+  protocol_error: 'closing RESP connection after a protocol error',
+  query_buffer: 'closing RESP connection: its unfinished request passed limits.maxQueryBufferBytes',
+  clients_memory: "closing RESP connection: all clients' buffers together passed limits.maxClientsMemory and it held more than a value's worth",
+  slow_client: 'closing RESP connection: its replies went unread, or its request stayed unfinished, for limits.slowClientTimeoutMs',
+  idle: 'closing RESP connection: idle for limits.idleTimeoutMs',
+  max_clients: 'refusing RESP connection: limits.maxClients connections are open',
+}
+
+/** One client connection, and what its bounds are checked against. */
+class Client {
+  readonly socket: net.Socket
+  readonly parser: RespRequestParser
+  readonly writer = new RespWriter()
+  context!: CommandContext
+  onCommand!: CommandHandler
+  onWritten!: () => void
+  /** Its bytes as counted in ConnectionStats.bufferedBytes. */
+  charged = 0
+  /** What reading and running its commands waits for: its replies to be taken, or its next turn. */
+  waitingFor: 'drain' | 'turn' | null = null
+  /** After QUIT, a protocol error or an internal error: nothing more is read or run. */
+  closing = false
+  /** Set once the peer sent SL.SYNC: from then on the socket carries replication, not commands. */
+  feed: ((args: Buffer[]) => void) | null = null
+  commandsRun = 0
+  lastActivityAt: number
+  /** When the unfinished request now buffered began to arrive; 0 when there is none. */
+  requestStartedAt = 0
+  /** When its peer last took some of its replies, or they began to wait. */
+  outputProgressAt: number
+
+  constructor(socket: net.Socket, parser: RespRequestParser, now: number) {
+    this.socket = socket
+    this.parser = parser
+    this.lastActivityAt = now
+    this.outputProgressAt = now
+  }
+
+  get heldBytes(): number {
+    return this.feed ? 0 : this.parser.heldBytes + this.writer.pending + this.socket.writableLength
+  }
+}
 
 export class RespServer {
   readonly connections: ConnectionStats
@@ -39,17 +107,23 @@ export class RespServer {
   private readonly options: RespServerOptions
   private readonly parserLimits: RespLimits
   private readonly server: net.Server
-  private readonly sockets = new Set<net.Socket>()
+  private readonly clients = new Set<Client>()
+  private readonly warnings: ThrottledWarnings
+  private sweeper: NodeJS.Timeout | null = null
+  /** Clients waiting for their next turn, in the order they will get it. */
+  private readonly turns: Client[] = []
 
   constructor(options: RespServerOptions) {
     this.options = options
     this.connections = options.connections
+    this.warnings = new ThrottledWarnings(options.log)
     this.parserLimits = {
       // The bulk limit leaves room past the value limit so an oversize value gets a clear
       // "value too large" reply instead of a protocol error that closes the connection.
-      maxBulkBytes: options.limits.maxValueBytes + 64 * 1024,
+      maxBulkBytes: options.limits.maxValueBytes + REQUEST_OVERHEAD_BYTES,
       maxArrayLength: options.limits.maxArrayLength,
       maxInlineBytes: 64 * 1024,
+      maxQueryBufferBytes: options.limits.maxQueryBufferBytes,
     }
     this.server = net.createServer({ noDelay: true }, (socket) => this.accept(socket))
   }
@@ -57,102 +131,234 @@ export class RespServer {
   async listen(port: number, host: string): Promise<net.AddressInfo> {
     this.server.listen(port, host)
     await once(this.server, 'listening')
+    const { slowClientTimeoutMs, idleTimeoutMs } = this.options.limits
+    // Checked a few times per timeout, so a client is closed within 1.25 timeouts.
+    const everyMs = Math.max(10, Math.min(1000, slowClientTimeoutMs / 4, idleTimeoutMs > 0 ? idleTimeoutMs / 4 : Infinity))
+    this.sweeper = setInterval(() => this.shedStalled(), everyMs)
+    this.sweeper.unref()
     return this.server.address() as net.AddressInfo
   }
 
   /** Stops accepting, lets clients finish within graceMs, then drops the rest. */
   async close(graceMs: number): Promise<void> {
+    if (this.sweeper) clearInterval(this.sweeper)
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()))
-    for (const socket of this.sockets) socket.end()
+    for (const client of this.clients) client.socket.end()
     const timer = setTimeout(() => {
-      for (const socket of this.sockets) socket.destroy()
+      for (const client of this.clients) client.socket.destroy()
     }, graceMs)
     await closed
     clearTimeout(timer)
   }
 
   private accept(socket: net.Socket): void {
-    const { store, limits, metrics, log } = this.options
-    this.sockets.add(socket)
-    this.connections.current++
+    const { store, limits } = this.options
     this.connections.total++
-    const parser = new RespRequestParser(this.parserLimits)
-    const writer = new RespWriter()
-    let closing = false
-    // Set once the peer sent SL.SYNC: from then on the socket carries replication, not commands.
-    let replicationFeed: ((args: Buffer[]) => void) | null = null
-    const context: CommandContext = {
+    socket.on('error', () => socket.destroy())
+    if (this.clients.size >= limits.maxClients) {
+      this.countDrop('max_clients', { remote: socket.remoteAddress, maxClients: limits.maxClients })
+      socket.write('-ERR max number of clients reached\r\n')
+      endGracefully(socket)
+      return
+    }
+    const client = new Client(socket, new RespRequestParser(this.parserLimits), Date.now())
+    client.onCommand = (args) => this.onCommand(client, args)
+    client.onWritten = () => this.written(client)
+    client.context = {
       store,
-      writer,
+      writer: client.writer,
       limits,
       info: this.options.info,
       config: this.options.config,
       quit: () => {
-        closing = true
+        client.closing = true
       },
       replicate: (args) => {
         // Replies already produced for this read go first; the feed writes to the socket itself.
-        writer.writeTo(socket)
-        replicationFeed = this.options.replication.attach(socket, args)
+        client.writer.writeTo(socket)
+        client.feed = this.options.replication.attach(socket, args)
       },
     }
-    const execute = (args: Buffer[]): void => {
-      if (closing) return
-      if (replicationFeed) {
-        replicationFeed(args)
-        return
-      }
-      this.totalCommands++
-      const raw = args[0].toString('latin1')
-      const name = COMMANDS.has(raw) ? raw : raw.toLowerCase()
-      const spec = COMMANDS.get(name)
-      const instruments = metrics.command(spec ? spec.name : 'unknown')
-      // Every command is counted; one in LATENCY_SAMPLE is timed for the histogram, as two clock
-      // reads and an observation per command cost a pipelined GET several percent of its CPU.
-      const timed = (++this.sampled & (LATENCY_SAMPLE - 1)) === 0
-      const started = timed ? performance.now() : 0
-      try {
-        if (!spec) throw new CommandError(`ERR unknown command '${printable(args[0])}', with args beginning with: ${args.slice(1, 4).map((a) => `'${printable(a)}'`).join(' ')}`)
-        if (spec.arity > 0 ? args.length !== spec.arity : args.length < -spec.arity) {
-          throw new CommandError(`ERR wrong number of arguments for '${spec.name}' command`)
-        }
-        if (this.options.replication.warmingUp && !spec.whileLoading) throw new CommandError('LOADING shardline shard is warming up from its replicas')
-        spec.run(context, args)
-        instruments.ok++
-      } catch (error) {
-        if (!(error instanceof CommandError)) throw error
-        writer.error(error.message)
-        instruments.error++
-      }
-      if (timed) instruments.duration.observe((performance.now() - started) / 1000)
-    }
+    this.clients.add(client)
+    this.connections.current++
     socket.on('data', (chunk: Buffer) => {
-      try {
-        parser.push(chunk, execute)
-      } catch (error) {
-        if (!(error instanceof RespProtocolError)) throw error
-        writer.error(`ERR Protocol error: ${error.message}`)
-        this.connections.dropped.protocol_error++
-        log.warn({ remote: socket.remoteAddress, error: error.message }, 'closing RESP connection after a protocol error')
-        closing = true
-      }
-      writer.writeTo(socket)
-      if (closing) {
-        socket.end()
-        return
-      }
-      if (replicationFeed === null && socket.writableLength > limits.maxOutputBufferBytes) {
-        this.connections.dropped.output_buffer++
-        log.warn({ remote: socket.remoteAddress, bytes: socket.writableLength }, 'closing RESP connection: client is not reading its replies')
-        socket.destroy()
-      }
+      // A closing client's further input is dropped unread.
+      if (client.closing) return
+      client.lastActivityAt = Date.now()
+      this.process(client, () => client.parser.push(chunk, client.onCommand), true)
     })
-    socket.on('error', () => socket.destroy())
     socket.on('close', () => {
-      this.sockets.delete(socket)
+      this.clients.delete(client)
       this.connections.current--
+      this.connections.bufferedBytes -= client.charged
+      client.charged = 0
     })
   }
+
+  // Parses and runs what parse() reaches, writes the replies, then pauses the client (until its
+  // replies are taken, or until its next turn), resumes it, or closes it, and settles its share
+  // of the clients' memory.
+  private process(client: Client, parse: () => boolean, afterRead = false): void {
+    const { socket, writer, parser } = client
+    const commandsBefore = client.commandsRun
+    const wasWaiting = client.waitingFor !== null
+    // Running now; a command that stops the parser says what it waits for.
+    client.waitingFor = null
+    let finished: boolean
+    try {
+      finished = parse()
+    } catch (error) {
+      if (!(error instanceof RespProtocolError)) throw error
+      writer.error(`ERR Protocol error: ${error.message}`)
+      client.closing = true
+      this.countDrop(error instanceof RespQueryBufferError ? 'query_buffer' : 'protocol_error', { remote: socket.remoteAddress, error: error.message })
+      finished = true
+    }
+    const hadUnread = socket.writableLength > 0
+    writer.writeTo(socket, client.onWritten)
+    if (client.closing) {
+      endGracefully(socket)
+      return
+    }
+    const now = Date.now()
+    if (!hadUnread && socket.writableLength > 0) client.outputProgressAt = now
+    // A big request arriving is read a turn at a time too, so that many uploads at once cannot
+    // keep the shard reading them while a small request waits.
+    if (finished && afterRead && parser.heldBytes >= TURN_BYTES) client.waitingFor = 'turn'
+    if (client.waitingFor === null) {
+      if (wasWaiting) socket.resume()
+    } else {
+      if (!wasWaiting) socket.pause()
+      if (client.waitingFor === 'turn' && this.turns.push(client) === 1) setImmediate(() => this.nextTurn())
+    }
+    if (!finished || !parser.midRequest) client.requestStartedAt = 0
+    else if (client.requestStartedAt === 0 || client.commandsRun > commandsBefore) client.requestStartedAt = now
+    this.recharge(client)
+    if (this.connections.bufferedBytes > this.options.limits.maxClientsMemory && client.charged > this.parserLimits.maxBulkBytes) {
+      this.shed(client, 'clients_memory', { heldBytes: client.charged, allClientsBytes: this.connections.bufferedBytes })
+    }
+  }
+
+  private onCommand(client: Client, args: Buffer[]): boolean {
+    if (client.closing) return false
+    if (client.feed) {
+      client.feed(args)
+      return true
+    }
+    this.execute(client, args)
+    client.commandsRun++
+    if (client.closing || client.feed !== null) return !client.closing
+    client.waitingFor = this.waitAfterCommand(client)
+    return client.waitingFor === null
+  }
+
+  // Checked after every command, so a pipeline stops as its replies reach a limit, however many
+  // commands one read carried.
+  private waitAfterCommand(client: Client): Client['waitingFor'] {
+    const { maxOutputBufferBytes, maxClientsMemory } = this.options.limits
+    const unsent = client.writer.pending
+    const unread = client.socket.writableLength
+    if (unsent + unread >= maxOutputBufferBytes) return 'drain'
+    if (unread === 0 && unsent < TURN_BYTES) return null
+    // Past the total across clients, a client whose peer has replies to take waits for that.
+    if (this.connections.bufferedBytes - client.charged + client.parser.heldBytes + unsent + unread > maxClientsMemory) return 'drain'
+    return unsent >= TURN_BYTES ? 'turn' : null
+  }
+
+  private nextTurn(): void {
+    const client = this.turns.shift()!
+    if (this.turns.length > 0) setImmediate(() => this.nextTurn())
+    if (client.closing || client.socket.destroyed || client.waitingFor !== 'turn') return
+    this.process(client, () => client.parser.resume(client.onCommand))
+  }
+
+  // The peer took some replies: progress; a client waiting for all of them to be taken goes on.
+  private written(client: Client): void {
+    if (client.closing || client.feed || client.socket.destroyed) return
+    const now = Date.now()
+    client.outputProgressAt = now
+    client.lastActivityAt = now
+    if (client.waitingFor === 'drain' && client.socket.writableLength === 0) this.process(client, () => client.parser.resume(client.onCommand))
+    else this.recharge(client)
+  }
+
+  private recharge(client: Client): void {
+    const held = client.heldBytes
+    this.connections.bufferedBytes += held - client.charged
+    client.charged = held
+  }
+
+  private execute(client: Client, args: Buffer[]): void {
+    const { metrics, log } = this.options
+    this.totalCommands++
+    const raw = args[0].toString('latin1')
+    const name = COMMANDS.has(raw) ? raw : raw.toLowerCase()
+    const spec = COMMANDS.get(name)
+    const instruments = metrics.command(spec ? spec.name : 'unknown')
+    // Every command is counted; one in LATENCY_SAMPLE is timed for the histogram, as two clock
+    // reads and an observation per command cost a pipelined GET several percent of its CPU.
+    const timed = (++this.sampled & (LATENCY_SAMPLE - 1)) === 0
+    const started = timed ? performance.now() : 0
+    try {
+      if (!spec) throw new CommandError(`ERR unknown command '${printable(args[0])}', with args beginning with: ${args.slice(1, 4).map((a) => `'${printable(a)}'`).join(' ')}`)
+      if (spec.arity > 0 ? args.length !== spec.arity : args.length < -spec.arity) {
+        throw new CommandError(`ERR wrong number of arguments for '${spec.name}' command`)
+      }
+      if (this.options.replication.warmingUp && !spec.whileLoading) throw new CommandError('LOADING shardline shard is warming up from its replicas')
+      spec.run(client.context, args)
+      instruments.ok++
+    } catch (error) {
+      instruments.error++
+      if (error instanceof CommandError) {
+        client.writer.error(error.message)
+      } else if (error instanceof StoreError) {
+        client.writer.error(error.message)
+        this.warnings.warn(`store refused a command: ${error.message}`, { remote: client.socket.remoteAddress, command: spec?.name })
+      } else {
+        // A bug, not the client's doing: its reply may be cut short, so its connection ends, not the process.
+        client.writer.error('ERR internal error')
+        client.closing = true
+        log.error({ err: error, command: spec?.name, remote: client.socket.remoteAddress }, 'a command failed unexpectedly; closing its connection')
+      }
+    }
+    if (timed) instruments.duration.observe((performance.now() - started) / 1000)
+  }
+
+  private shedStalled(): void {
+    const now = Date.now()
+    const { slowClientTimeoutMs, idleTimeoutMs } = this.options.limits
+    for (const client of this.clients) {
+      if (client.closing || client.feed) continue
+      const unread = client.socket.writableLength
+      if (unread > 0 && now - client.outputProgressAt > slowClientTimeoutMs) {
+        this.shed(client, 'slow_client', { unreadBytes: unread, stalledMs: now - client.outputProgressAt })
+      } else if (client.requestStartedAt > 0 && now - client.requestStartedAt > slowClientTimeoutMs) {
+        this.shed(client, 'slow_client', { requestBytes: client.parser.heldBytes, stalledMs: now - client.requestStartedAt })
+      } else if (idleTimeoutMs > 0 && unread === 0 && client.waitingFor === null && client.requestStartedAt === 0 && now - client.lastActivityAt > idleTimeoutMs) {
+        this.shed(client, 'idle', { idleMs: now - client.lastActivityAt })
+      }
+    }
+  }
+
+  // Closes at once: the client is not reading (or is idle), so no last reply would reach it.
+  private shed(client: Client, reason: DropReason, details: Record<string, unknown>): void {
+    client.closing = true
+    this.countDrop(reason, { remote: client.socket.remoteAddress, ...details })
+    client.socket.destroy()
+  }
+
+  private countDrop(reason: DropReason, details: Record<string, unknown>): void {
+    this.connections.dropped[reason]++
+    this.warnings.warn(DROP_MESSAGES[reason], details)
+  }
+}
+
+// Ends a connection after its last replies; a peer that does not take them in time is cut off.
+function endGracefully(socket: net.Socket): void {
+  socket.end()
+  const timer = setTimeout(() => socket.destroy(), CLOSE_GRACE_MS)
+  timer.unref()
+  socket.once('close', () => clearTimeout(timer))
 }
 
 // Command names in error replies are cut and stripped of control bytes, as Redis does.

@@ -6,7 +6,7 @@ import { VERSION } from '../common/version.ts'
 import { createAdminServer } from './admin.ts'
 import type { ShardConfig } from './config.ts'
 import { renderInfo } from './info.ts'
-import { ShardMetrics } from './metrics.ts'
+import { newConnectionStats, ShardMetrics } from './metrics.ts'
 import { Replication } from './replication.ts'
 import { registerReplicationMetrics } from './replication-metrics.ts'
 import { RespServer } from './resp-server.ts'
@@ -24,12 +24,12 @@ export interface RunningShard {
 
 export async function startShard(config: ShardConfig, log: Logger): Promise<RunningShard> {
   const startedAt = Date.now()
-  const store = new Store({ maxMemory: config.maxMemory, policy: config.policy, tombstoneTtlMs: config.tombstoneTtlMs })
+  const store = new Store({ maxMemory: config.maxMemory, policy: config.policy, tombstoneTtlMs: config.tombstoneTtlMs, maxVersionDriftMs: config.maxVersionDriftMs })
   let dataPort = config.port
   const replication = new Replication(config.replication, store, log, () => `${config.name}@${config.host}:${dataPort}`, config.limits.maxValueBytes)
   let closing = false
   // The metrics read the server's connection counts, and the server reports into the metrics.
-  const connections = { current: 0, total: 0, dropped: { output_buffer: 0, protocol_error: 0 } }
+  const connections = newConnectionStats()
   const metrics = new ShardMetrics(config.name, store, connections)
   registerReplicationMetrics(metrics.registry, replication)
   const resp: RespServer = new RespServer({
@@ -38,8 +38,14 @@ export async function startShard(config: ShardConfig, log: Logger): Promise<Runn
     metrics,
     log,
     connections,
-    info: (sections) => renderInfo({ name: config.name, version: VERSION, port: dataPort, startedAt, store, replication, connections, totalCommands: () => resp.totalCommands }, sections),
-    config: () => ({ maxmemory: String(config.maxMemory), 'maxmemory-policy': `allkeys-${config.policy}` }),
+    info: (sections) => renderInfo({ name: config.name, version: VERSION, port: dataPort, startedAt, store, replication, connections, maxClients: config.limits.maxClients, totalCommands: () => resp.totalCommands }, sections),
+    config: () => ({
+      maxmemory: String(config.maxMemory),
+      'maxmemory-policy': `allkeys-${config.policy}`,
+      maxclients: String(config.limits.maxClients),
+      'maxmemory-clients': String(config.limits.maxClientsMemory),
+      'client-query-buffer-limit': String(config.limits.maxQueryBufferBytes),
+    }),
     replication,
   })
   const stats = () => ({
@@ -54,7 +60,8 @@ export async function startShard(config: ShardConfig, log: Logger): Promise<Runn
     maxMemory: store.maxMemory,
     ...store.stats,
     commandsProcessed: resp.totalCommands,
-    connections: { ...connections, dropped: { ...connections.dropped } },
+    connections: { current: connections.current, total: connections.total, dropped: { ...connections.dropped } },
+    clientBufferBytes: connections.bufferedBytes,
     memory: process.memoryUsage(),
     replication: replication.stats(),
   })

@@ -3,7 +3,8 @@
 import { createHash } from 'node:crypto'
 import { LRUCache } from 'lru-cache'
 import { CountMinSketch } from '../common/count-min-sketch.ts'
-import { HybridLogicalClock } from '../common/hlc.ts'
+import { HybridLogicalClock, LOGICAL_RANGE } from '../common/hlc.ts'
+import { INT64_MAX, INT64_MIN, MAX_TTL_MS } from '../common/limits.ts'
 import { ExpiryIndex } from './expiry-index.ts'
 import {
   ENTRY_HEADER_BYTES,
@@ -12,6 +13,7 @@ import {
   entryIsTombstone,
   entryValue,
   entryVersion,
+  MAX_EXPIRES_AT,
   packEntry,
   repackEntry,
 } from './entry.ts'
@@ -32,6 +34,12 @@ export interface StoreOptions {
   now?: () => number
   /** How long a deleted key's version is remembered, so that an older write cannot revive it. */
   tombstoneTtlMs?: number
+  /**
+   * How far ahead of this store's clock a version from elsewhere may be. A version further ahead
+   * is refused: the clock observes every version it stores, and one pushed far ahead would make
+   * every later local write look older than the poisoned key.
+   */
+  maxVersionDriftMs?: number
 }
 
 /** Told of every change a replica must see (replication sets it; null when nobody listens). */
@@ -44,6 +52,7 @@ export interface StoreChangeListener {
 }
 
 export const DEFAULT_TOMBSTONE_TTL_MS = 60_000
+export const DEFAULT_MAX_VERSION_DRIFT_MS = 60_000
 
 export interface WriteOptions {
   /** Time to live in milliseconds; absent or 0 = no expiry. */
@@ -60,7 +69,15 @@ export interface WriteOptions {
 export type WriteResult = 'stored' | 'condition-failed' | 'stale' | 'rejected'
 export type DeleteResult = 'deleted' | 'absent' | 'stale'
 
+/** An operation the store refuses (its message is the RESP error); nothing was changed. */
 export class StoreError extends Error {}
+
+export const VERSION_NOT_POSITIVE = 'ERR version must be a positive integer'
+export const VERSION_TOO_FAR_AHEAD = "ERR version is too far ahead of this shard's clock"
+const INVALID_TTL = `ERR invalid expire time (a TTL is an integer number of ms from 1 to ${MAX_TTL_MS})`
+const INVALID_FLAGS = 'ERR flags must be an integer from 0 to 4294967295'
+const NOT_INTEGER = 'ERR value is not an integer or out of range'
+const OVERFLOW = 'ERR increment or decrement would overflow'
 
 export interface StoreStats {
   hits: number
@@ -75,6 +92,7 @@ export class Store {
   readonly maxMemory: number
   readonly policy: EvictionPolicy
   readonly tombstoneTtlMs: number
+  readonly maxVersionDriftMs: number
   changes: StoreChangeListener | null = null
   readonly stats: StoreStats = { hits: 0, misses: 0, evictions: 0, expiredOnRead: 0, expiredBySweep: 0, admissionsRejected: 0 }
   private readonly now: () => number
@@ -89,6 +107,7 @@ export class Store {
     this.policy = options.policy ?? 'lru'
     this.now = options.now ?? Date.now
     this.tombstoneTtlMs = options.tombstoneTtlMs ?? DEFAULT_TOMBSTONE_TTL_MS
+    this.maxVersionDriftMs = options.maxVersionDriftMs ?? DEFAULT_MAX_VERSION_DRIFT_MS
     this.clock = new HybridLogicalClock(this.now)
     this.expiries = new ExpiryIndex(100, this.now())
     this.cache = new LRUCache<string, string>({
@@ -154,7 +173,12 @@ export class Store {
     return packed
   }
 
+  /** Throws StoreError for a version, TTL or flags out of range. */
   set(key: string, value: Buffer | string, options: WriteOptions = {}): WriteResult {
+    if (options.version !== undefined) this.checkVersion(options.version)
+    const flags = options.flags ?? 0
+    if (!Number.isInteger(flags) || flags < 0 || flags > 0xffffffff) throw new StoreError(INVALID_FLAGS)
+    const ttlExpiry = options.ttlMs === undefined || options.ttlMs === 0 ? 0 : this.expiryAfter(options.ttlMs)
     // A plain write under lru or fifo needs nothing from the current entry: skip the lookup.
     const needsCurrent = options.condition !== undefined || options.version !== undefined || options.keepTtl || this.frequency !== null
     const current = needsCurrent ? this.peekEntry(key) : undefined
@@ -169,10 +193,8 @@ export class Store {
     } else {
       version = this.clock.next()
     }
-    let expiresAt = 0
-    if (options.keepTtl && live !== undefined) expiresAt = entryExpiresAt(live)
-    else if (options.ttlMs) expiresAt = this.now() + options.ttlMs
-    const packed = packEntry(value, { version, expiresAt, flags: options.flags ?? 0 })
+    const expiresAt = options.keepTtl && live !== undefined ? entryExpiresAt(live) : ttlExpiry
+    const packed = packEntry(value, { version, expiresAt, flags })
     if (live === undefined && !this.admit(key, packed)) return 'rejected'
     this.put(key, packed, expiresAt)
     return 'stored'
@@ -189,6 +211,7 @@ export class Store {
    * stored entry is as new or newer, so a write older than the delete cannot revive the key.
    */
   deleteVersioned(key: string, version: number): DeleteResult {
+    this.checkVersion(version)
     const current = this.peekEntry(key)
     if (current !== undefined && entryVersion(current) >= version) return 'stale'
     this.clock.observe(version)
@@ -201,8 +224,9 @@ export class Store {
    * absolute on this clock) unless the stored entry is as new or newer.
    */
   restore(key: string, packed: string): WriteResult {
-    const current = this.peekEntry(key)
     const version = entryVersion(packed)
+    this.checkVersion(version)
+    const current = this.peekEntry(key)
     if (current !== undefined && entryVersion(current) >= version) return 'stale'
     this.clock.observe(version)
     if ((current === undefined || entryIsTombstone(current)) && !entryIsTombstone(packed) && !this.admit(key, packed)) return 'rejected'
@@ -212,10 +236,15 @@ export class Store {
 
   /** Removes key if its entry is no newer than version: a primary's eviction, replayed. */
   dropIfNotNewer(key: string, version: number): boolean {
+    this.checkVersion(version)
     const current = this.cache.peek(key)
     if (current === undefined || entryVersion(current) > version) return false
-    this.cache.delete(key)
-    return true
+    return this.forget(key)
+  }
+
+  /** Removes key's entry, value or tombstone, leaving no tombstone: as if it had never been written. */
+  forget(key: string): boolean {
+    return this.cache.delete(key)
   }
 
   /** Every key held now, tombstones included (a full sync walks this list while writes go on). */
@@ -240,10 +269,11 @@ export class Store {
 
   /** Sets a key's TTL; a TTL of 0 or less deletes it, as Redis does. False if the key is absent. */
   expire(key: string, ttlMs: number): boolean {
+    const expiresAt = ttlMs <= 0 ? 0 : this.expiryAfter(ttlMs)
     const current = this.peek(key)
     if (current === undefined) return false
     if (ttlMs <= 0) return this.delete(key)
-    this.rewriteMeta(key, current, this.now() + ttlMs)
+    this.rewriteMeta(key, current, expiresAt)
     return true
   }
 
@@ -257,15 +287,17 @@ export class Store {
 
   /** Adds delta to an integer value (a missing key counts as 0) and returns the result. */
   incrBy(key: string, delta: bigint): bigint {
+    if (delta > INT64_MAX || delta < INT64_MIN) throw new StoreError(OVERFLOW)
     const current = this.peek(key)
     let base = 0n
     if (current !== undefined) {
       const text = entryValue(current)
-      if (!/^-?\d{1,19}$/.test(text)) throw new StoreError('ERR value is not an integer or out of range')
+      if (!/^-?\d{1,19}$/.test(text)) throw new StoreError(NOT_INTEGER)
       base = BigInt(text)
+      if (base > INT64_MAX || base < INT64_MIN) throw new StoreError(NOT_INTEGER)
     }
     const result = base + delta
-    if (result > INT64_MAX || result < INT64_MIN) throw new StoreError('ERR increment or decrement would overflow')
+    if (result > INT64_MAX || result < INT64_MIN) throw new StoreError(OVERFLOW)
     const expiresAt = current === undefined ? 0 : entryExpiresAt(current)
     const flags = current === undefined ? 0 : entryFlags(current)
     const packed = packEntry(result.toString(), { version: this.clock.next(), expiresAt, flags })
@@ -297,6 +329,20 @@ export class Store {
       }
     }
     return removed
+  }
+
+  // A version from elsewhere must be one this store's clock can still move past: a positive
+  // integer at most maxVersionDriftMs ahead of now (versions are ms × LOGICAL_RANGE + a counter).
+  private checkVersion(version: number): void {
+    if (!Number.isInteger(version) || version <= 0) throw new StoreError(VERSION_NOT_POSITIVE)
+    if (version > (this.now() + this.maxVersionDriftMs) * LOGICAL_RANGE) throw new StoreError(VERSION_TOO_FAR_AHEAD)
+  }
+
+  // The absolute expiry for a TTL; the header's field must be able to hold it.
+  private expiryAfter(ttlMs: number): number {
+    const expiresAt = this.now() + ttlMs
+    if (!Number.isSafeInteger(ttlMs) || ttlMs < 1 || ttlMs > MAX_TTL_MS || expiresAt > MAX_EXPIRES_AT) throw new StoreError(INVALID_TTL)
+    return expiresAt
   }
 
   private isExpired(packed: string): boolean {
@@ -342,9 +388,6 @@ export class Store {
     return false
   }
 }
-
-const INT64_MAX = 2n ** 63n - 1n
-const INT64_MIN = -(2n ** 63n)
 
 /** What one entry is charged against the budget. */
 export function entryCost(key: string, packed: string): number {

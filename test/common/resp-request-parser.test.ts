@@ -1,8 +1,8 @@
-// The RESP request parser: whole and split frames, inline commands, limits, and random input
-// (fast-check): it either yields commands or throws RespProtocolError, never anything else.
+// The RESP request parser: whole and split frames, inline commands, stops and resumes, limits,
+// the query buffer bound, and random input (fast-check): commands or RespProtocolError, nothing else.
 import t from 'tap'
 import fc from 'fast-check'
-import { RespProtocolError, RespRequestParser, type RespLimits } from '../../common/resp-request-parser.ts'
+import { DEFAULT_RESP_LIMITS, RespProtocolError, RespQueryBufferError, RespRequestParser, type RespLimits } from '../../common/resp-request-parser.ts'
 
 const encode = (...args: (string | Buffer)[]): Buffer =>
   Buffer.concat([Buffer.from(`*${args.length}\r\n`), ...args.flatMap((a) => [Buffer.from(`$${Buffer.byteLength(a)}\r\n`), Buffer.from(a), Buffer.from('\r\n')])])
@@ -98,4 +98,85 @@ t.test('random valid commands round-trip through any chunking', async (t) => {
     { numRuns: 1000 },
   )
   t.pass('1000 random pipelines parsed exactly')
+})
+
+// Feeds chunks to a parser whose handler stops after the commands stopAfter picks, resuming each
+// time as a server does when its client's replies drain; returns the commands in the order handled.
+function parseWithStops(chunks: Buffer[], stopAfter: (index: number) => boolean, limits?: RespLimits): string[][] {
+  const parser = new RespRequestParser(limits)
+  const commands: string[][] = []
+  const handler = (args: Buffer[]) => {
+    commands.push(args.map((a) => a.toString('latin1')))
+    return !stopAfter(commands.length - 1)
+  }
+  for (const chunk of chunks) {
+    let finished = parser.push(chunk, handler)
+    while (!finished) finished = parser.resume(handler)
+  }
+  return commands
+}
+
+t.test('a handler returning false stops between commands; resume goes on from there', async (t) => {
+  const frame = Buffer.concat([encode('SET', 'k', 'v'), Buffer.from('PING\r\n'), encode('GET', 'k'), encode('MGET', 'a')])
+  const parser = new RespRequestParser()
+  const seen: string[] = []
+  const stopAlways = (args: Buffer[]) => {
+    seen.push(args[0].toString())
+    return false
+  }
+  t.equal(parser.push(frame, stopAlways), false, 'push reports the stop')
+  t.same(seen, ['SET'], 'nothing after the stop was handled')
+  t.ok(parser.midRequest && parser.heldBytes > 0, 'the rest stays buffered')
+  t.equal(parser.resume(stopAlways), false)
+  t.equal(parser.resume(stopAlways), false)
+  t.same(seen, ['SET', 'PING', 'GET'])
+  t.equal(parser.resume(() => true), true, 'the last command, then nothing left')
+  t.equal(parser.heldBytes, 0)
+  t.equal(parser.midRequest, false)
+  t.equal(parser.resume(stopAlways), true, 'resume with nothing buffered handles nothing')
+})
+
+t.test('stopping after every command, or some, yields the same commands at every split point', async (t) => {
+  const binary = Buffer.from([0, 13, 10, 255, 36, 42])
+  const frame = Buffer.concat([encode('SET', 'key', binary), Buffer.from('PING\r\n'), encode('MGET', 'a', 'b'), encode('GET', 'k')])
+  const expected = parseAll([frame])
+  t.equal(expected.length, 4)
+  for (let i = 0; i <= frame.length; i++) {
+    const chunks = [frame.subarray(0, i), frame.subarray(i)]
+    t.same(parseWithStops(chunks, () => true), expected, `stop after each, split at ${i}`)
+    t.same(parseWithStops(chunks, (index) => index % 2 === 1), expected, `stop after odd ones, split at ${i}`)
+  }
+  t.same(parseWithStops([...frame].map((byte) => Buffer.from([byte])), () => true), expected, 'one byte at a time')
+})
+
+t.test('random pipelines, chunkings and stops parse exactly', async (t) => {
+  const argument = fc.uint8Array({ minLength: 1, maxLength: 20 }).map((bytes) => Buffer.from(bytes))
+  fc.assert(
+    fc.property(fc.array(fc.array(argument, { minLength: 1, maxLength: 3 }), { minLength: 1, maxLength: 6 }), fc.array(fc.nat(), { maxLength: 6 }), fc.array(fc.boolean(), { minLength: 6, maxLength: 6 }), (commands, cuts, stops) => {
+      const frame = Buffer.concat(commands.map((args) => encode(...args)))
+      const points = [...new Set(cuts.map((c) => c % (frame.length + 1)))].sort((a, b) => a - b)
+      const chunks = [...points, frame.length].map((point, i, all) => frame.subarray(i === 0 ? 0 : all[i - 1], point))
+      const parsed = parseWithStops(chunks, (index) => stops[index % stops.length])
+      return JSON.stringify(parsed) === JSON.stringify(commands.map((args) => args.map((a) => a.toString('latin1'))))
+    }),
+    { numRuns: 1000 },
+  )
+  t.pass('1000 random pipelines with stops parsed exactly')
+})
+
+t.test('an unfinished request holding more than maxQueryBufferBytes is refused as it grows', async (t) => {
+  const limits = { ...DEFAULT_RESP_LIMITS, maxBulkBytes: 100, maxQueryBufferBytes: 250 }
+  const value = 'v'.repeat(100)
+  const parser = new RespRequestParser(limits)
+  const handled: string[][] = []
+  const handler = (args: Buffer[]) => handled.push(args.map((a) => a.toString()))
+  // An array of five 100-byte values: the arguments read so far count, not only the buffer.
+  t.equal(parser.push(Buffer.from('*6\r\n$4\r\nMSET\r\n'), handler), true)
+  t.equal(parser.push(encode(value).subarray(4), handler), true, 'one value: 104 bytes held')
+  t.equal(parser.push(encode(value).subarray(4), handler), true, 'two values: 208 bytes held')
+  t.equal(parser.heldBytes, 204)
+  t.throws(() => parser.push(encode(value).subarray(4), handler), { constructor: RespQueryBufferError, message: /query buffer limit exceeded/ })
+  t.same(handled, [], 'the refused request was never handled')
+  const pipeline = Buffer.concat(Array.from({ length: 10 }, () => encode('SET', 'k', value)))
+  t.equal(parseAll([pipeline], limits).length, 10, 'whole commands in one chunk, however many, are not held')
 })

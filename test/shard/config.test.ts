@@ -1,5 +1,5 @@
-// The shard's replication settings as an operator writes them: flags, YAML, a StatefulSet's
-// group and member index, and the clear errors for what cannot work.
+// The shard's settings as an operator writes them: replication flags, YAML, a StatefulSet's group
+// and member index, the client limits and version drift, and the clear errors for what cannot work.
 import t from 'tap'
 import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -38,4 +38,19 @@ t.test('settings that cannot work are refused with a clear error', async (t) => 
   t.throws(() => loadShardConfig(['--group', group, '--member', '3']), /replication.member: 3 is not an index into a group of 3/)
   t.throws(() => loadShardConfig(['--group', group, '--member', 'first']), /member/)
   t.throws(() => loadShardConfig(['--replicaof', 'no-port']), /replicaOf.*host:port/)
+})
+
+t.test('client limits and the version drift have documented defaults and ranges', async (t) => {
+  const config = loadShardConfig([])
+  t.match(config.limits, { maxOutputBufferBytes: 8 * 1024 * 1024, maxQueryBufferBytes: 8 * 1024 * 1024, maxClientsMemory: 32 * 1024 * 1024, maxClients: 10_000, slowClientTimeoutMs: 10_000, idleTimeoutMs: 0 })
+  t.equal(config.maxVersionDriftMs, 60_000)
+  const file = join(mkdtempSync(join(tmpdir(), 'shardline-config-')), 'shard.yaml')
+  writeFileSync(file, 'maxVersionDriftMs: 5000\nlimits:\n  maxClients: 3\n  idleTimeoutMs: 30000\n')
+  t.match(loadShardConfig(['--config', file]), { maxVersionDriftMs: 5000, limits: { maxClients: 3, idleTimeoutMs: 30_000 } })
+  writeFileSync(file, 'limits:\n  maxValueBytes: 16777216\n')
+  t.throws(() => loadShardConfig(['--config', file]), /limits.maxQueryBufferBytes: 8388608 is below limits.maxValueBytes \+ 64 KiB \(16842752\)/, 'a max-size value must fit in the query buffer')
+  writeFileSync(file, 'limits:\n  maxValueBytes: 16777216\n  maxQueryBufferBytes: 16842752\n')
+  t.equal(loadShardConfig(['--config', file]).limits.maxQueryBufferBytes, 16_842_752)
+  writeFileSync(file, 'limits:\n  maxClients: 0\n  slowClientTimeoutMs: 10\n  idleTimeoutMs: -1\nmaxVersionDriftMs: -5\n')
+  t.throws(() => loadShardConfig(['--config', file]), /maxClients: must be >= 1[\s\S]*slowClientTimeoutMs: must be >= 100[\s\S]*idleTimeoutMs: must be >= 0[\s\S]*maxVersionDriftMs: must be >= 0/)
 })

@@ -1,6 +1,7 @@
 // Replication between real shard processes: every kind of write reaches the replica, a replica
 // that was away resumes from the backlog or takes a snapshot, failover writes flow back to the
-// primary, an empty primary warms up before it answers, and bad peers are dropped.
+// primary, an empty primary warms up before it answers, bad peers are dropped, and what a store
+// refuses from a peer is skipped.
 import t from 'tap'
 import net from 'node:net'
 import { createHash } from 'node:crypto'
@@ -9,6 +10,10 @@ import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Redis } from 'ioredis'
+import { LOGICAL_RANGE } from '../../common/hlc.ts'
+import { RespWriter } from '../../common/resp-writer.ts'
+import { packEntry } from '../../shard/entry.ts'
+import { FULLSYNC, SET_VERSIONED, SNAPSHOT_DONE, command, writeSnapshotBatch } from '../../shard/replication-wire.ts'
 import { freePort, startShardProcess, waitFor, type ShardProcess, type Teardown } from '../helpers/processes.ts'
 
 // Short timeouts so that a stopped peer is noticed within a test's patience (but not so short
@@ -235,4 +240,34 @@ t.test('bad peers are dropped with a clear log line, and the shard keeps serving
   t.ok(await waitFor(() => /replication link dropped: the peer sent something that is not replication/.test(replica.output()), 5000))
   const client = pair.client(replica)
   t.equal(await client.set('still', 'serving'), 'OK')
+})
+
+t.test('a replica skips what its store refuses from a primary (a version past its clock, a TTL past the limit) and keeps streaming', async (t) => {
+  const version = () => String(Date.now() * LOGICAL_RANGE)
+  const poisoned = packEntry('snapshot value', { version: Number.MAX_SAFE_INTEGER, expiresAt: 0, flags: 0 })
+  const fake = net.createServer((socket) => {
+    socket.on('error', () => {})
+    socket.once('data', () => {
+      const writer = new RespWriter()
+      command(writer, FULLSYNC, ['fake-replid', '0'])
+      writeSnapshotBatch(writer, ['from-snapshot', poisoned], Date.now())
+      command(writer, SNAPSHOT_DONE, ['1'])
+      command(writer, SET_VERSIONED, ['ahead', 'v', '9007199254740991'])
+      command(writer, SET_VERSIONED, ['forever', 'v', version(), 'PX', '999999999999999'])
+      command(writer, SET_VERSIONED, ['good', 'applied', version()])
+      writer.writeTo(socket)
+    })
+  })
+  fake.listen(0, '127.0.0.1')
+  await once(fake, 'listening')
+  t.teardown(() => fake.close())
+  const replica = await startShardProcess(t, ['--replicaof', `127.0.0.1:${(fake.address() as net.AddressInfo).port}`, '--config', configFile(FAST)])
+  const client = new Redis({ port: replica.port, host: '127.0.0.1' })
+  t.teardown(() => client.disconnect())
+  await waitFor(async () => (await client.get('good')) === 'applied', 10_000, () => `the op after the refused ones to apply:\n${replica.output()}`)
+  t.same(await client.mget('from-snapshot', 'ahead', 'forever'), [null, null, null], 'nothing the store refused was stored')
+  const upstream = (await (await fetch(`${replica.adminUrl}/stats`)).json()).replication.upstream
+  t.match(upstream, { refused: 3, opsApplied: 3, state: 'streaming' }, 'refused ops are counted, and still advance the offset')
+  t.equal(replica.output().split('\n').filter((line) => line.includes('skipped what the peer sent that this store refuses')).length, 1, 'logged once for the burst')
+  t.equal(replica.child.exitCode, null, 'the replica is up')
 })

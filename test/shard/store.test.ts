@@ -1,8 +1,10 @@
 // The store's semantics under a controllable clock: TTL, conditional and versioned writes,
-// counters, the byte budget, the expiry sweep, and what each eviction policy keeps.
+// counters, the byte budget, the expiry sweep, what each eviction policy keeps, and the ranges it refuses.
 import t from 'tap'
-import { entryCost, Store, type EvictionPolicy } from '../../shard/store.ts'
-import { entryFlags, entryValue, entryVersion, packEntry } from '../../shard/entry.ts'
+import { LOGICAL_RANGE } from '../../common/hlc.ts'
+import { MAX_TTL_MS } from '../../common/limits.ts'
+import { entryCost, Store, StoreError, type EvictionPolicy } from '../../shard/store.ts'
+import { entryExpiresAt, entryFlags, entryValue, entryVersion, MAX_EXPIRES_AT, packEntry, rebaseExpiry } from '../../shard/entry.ts'
 
 function clockedStore(policy: EvictionPolicy = 'lru', maxMemory = 1024 * 1024) {
   const clock = { now: 1_800_000_000_000 }
@@ -258,4 +260,81 @@ t.test('digest is equal for equal data whatever the order of writes, and differs
   t.equal(one.digest().items, 2)
   two.set('a', '1', { version: 9 })
   t.not(one.digest().sha1, two.digest().sha1, 'a different version is different data')
+})
+
+t.test('versions from elsewhere must be positive and at most maxVersionDriftMs ahead of the clock', async (t) => {
+  const { store, clock } = clockedStore()
+  const edge = (clock.now + 60_000) * LOGICAL_RANGE
+  const refusals: Array<[string, () => unknown]> = []
+  for (const version of [0, -1, 1.5, edge + 1, Number.MAX_SAFE_INTEGER, 2 ** 63, Infinity, NaN]) {
+    refusals.push(
+      [`set ${version}`, () => store.set('k', 'v', { version })],
+      [`deleteVersioned ${version}`, () => store.deleteVersioned('k', version)],
+      [`dropIfNotNewer ${version}`, () => store.dropIfNotNewer('k', version)],
+    )
+  }
+  refusals.push(['restore from a peer', () => store.restore('k', packEntry('v', { version: edge + 1, expiresAt: 0, flags: 0 }))])
+  for (const [what, refused] of refusals) t.throws(refused, { constructor: StoreError, message: /version must be a positive integer|version is too far ahead of this shard's clock/ }, what)
+  t.equal(store.peekEntry('k'), undefined, 'nothing refused was stored')
+  t.equal(store.set('k', 'edge', { version: edge }), 'stored', 'exactly at the drift is accepted')
+  clock.now += 120_000
+  store.set('k', 'local')
+  t.ok(entryVersion(store.peek('k')!) > edge, 'the clock still moves past what it observed')
+})
+
+t.test('no version can pin a key or stop the clock', async (t) => {
+  const { store, clock } = clockedStore()
+  const shortDrift = new Store({ maxMemory: 1024 * 1024, now: () => clock.now, maxVersionDriftMs: 0 })
+  t.throws(() => shortDrift.set('k', 'v', { version: (clock.now + 1) * LOGICAL_RANGE }), /too far ahead/, 'maxVersionDriftMs 0 takes nothing from the future')
+  t.throws(() => store.set('k', 'poison', { version: 9007199254740991 }), /too far ahead/)
+  store.set('k', 'v')
+  clock.now += 1
+  t.equal(store.set('k', 'newer', { version: clock.now * LOGICAL_RANGE }), 'stored', 'a router write with a current version applies')
+})
+
+t.test('TTLs and expiries the entry header cannot hold are refused, changing nothing', async (t) => {
+  const { store, clock } = clockedStore()
+  store.set('k', 'v', { ttlMs: 5000 })
+  for (const ttlMs of [-1, 1.5, MAX_TTL_MS + 1, 2 ** 53, Infinity, NaN]) {
+    t.throws(() => store.set('k', 'w', { ttlMs }), { constructor: StoreError, message: /invalid expire time/ }, `set ttl ${ttlMs}`)
+    if (ttlMs > 0) t.throws(() => store.expire('k', ttlMs), { constructor: StoreError, message: /invalid expire time/ }, `expire ${ttlMs}`)
+  }
+  t.equal(value(store.get('k')), 'v')
+  t.equal(store.remainingTtl('k'), 5000, 'the TTL is as it was')
+  t.equal(store.set('k', 'max', { ttlMs: MAX_TTL_MS }), 'stored', 'the longest TTL is accepted')
+  t.equal(store.remainingTtl('k'), MAX_TTL_MS)
+  clock.now = MAX_EXPIRES_AT - 10
+  t.throws(() => store.set('late', 'v', { ttlMs: 100 }), /invalid expire time/, 'an expiry past 2^48 ms is refused whatever the TTL')
+  t.throws(() => store.set('k', 'v', { flags: 2 ** 32 }), /flags must be an integer/)
+})
+
+t.test('a peer entry with the furthest expiry the wire can carry is capped, not a crash', async (t) => {
+  const { store, clock } = clockedStore()
+  // What a peer's snapshot record holds: the time left, here as large as the field allows.
+  const fromPeer = packEntry('v', { version: 1, expiresAt: MAX_EXPIRES_AT, flags: 0 })
+  const arrived = rebaseExpiry(fromPeer, 0, clock.now)
+  t.equal(entryExpiresAt(arrived), MAX_EXPIRES_AT)
+  t.equal(store.restore('k', arrived), 'stored')
+  t.equal(value(store.get('k')), 'v')
+})
+
+t.test('counters: deltas and stored values outside signed 64 bits are refused', async (t) => {
+  const { store } = clockedStore()
+  t.throws(() => store.incrBy('c', 2n ** 63n), /overflow/)
+  store.set('c', '9999999999999999999')
+  t.throws(() => store.incrBy('c', -1n), /not an integer/, 'a 19-digit value past 2^63 is not a counter')
+  store.set('c', '-9223372036854775808')
+  t.throws(() => store.incrBy('c', -1n), /overflow/)
+  t.equal(store.incrBy('c', 2n ** 63n - 1n), -1n)
+})
+
+t.test('forget removes a value or a tombstone and leaves nothing behind', async (t) => {
+  const { store } = clockedStore()
+  store.set('a', 'v', { version: 10 })
+  store.deleteVersioned('b', 10)
+  t.equal(store.forget('a'), true)
+  t.equal(store.forget('b'), true)
+  t.equal(store.forget('missing'), false)
+  t.equal(store.tombstoneCount, 0)
+  t.equal(store.set('b', 'older', { version: 5 }), 'stored', 'the forgotten tombstone no longer blocks older writes')
 })
