@@ -30,7 +30,9 @@ async function storedOnBoth(key: string): Promise<[string | null, string | null]
 
 /** How the router sees the primary and the replica. */
 const routerViews = () => Promise.all([pair.primary, pair.replica].map((node) => cluster.routerView(node)))
-const ADMITTED = { knockedOut: false, knockouts: 0 }
+// A destination may be knocked out once at start (the router can connect before a shard listens):
+// what counts is that nothing here knocks one out again.
+const ADMITTED = (await routerViews()).map((view) => ({ knockedOut: false, knockouts: view.knockouts }))
 
 const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER)
 
@@ -40,7 +42,7 @@ t.test('increments past 2^53 are exact in the answer, the counter read and the s
   t.same(await incr('big', 1n), { status: 200, text: `{"value":${2n * MAX_SAFE + 1n}}` })
   t.same(await counter('big'), { status: 200, text: `{"value":${2n * MAX_SAFE + 1n}}` })
   t.same(await storedOnBoth('big'), [String(2n * MAX_SAFE + 1n), String(2n * MAX_SAFE + 1n)])
-  t.match(await routerViews(), [ADMITTED, ADMITTED], 'neither destination was knocked out')
+  t.match(await routerViews(), ADMITTED, 'neither destination was knocked out')
   t.same(await incr('small', 2n), { status: 200, text: '{"value":2}' }, 'other counters are unaffected')
 })
 
@@ -56,7 +58,7 @@ t.test('overflow past the signed 64-bit range is 409 counter_overflow and leaves
   t.same(await incr('low', -1000n), { status: 200, text: `{"value":${INT64_MIN}}` })
   t.same(await storedOnBoth('edge'), [String(INT64_MAX), String(INT64_MAX)])
   t.same(await storedOnBoth('low'), [String(INT64_MIN), String(INT64_MIN)])
-  t.match(await routerViews(), [ADMITTED, ADMITTED], 'neither destination was knocked out')
+  t.match(await routerViews(), ADMITTED, 'neither destination was knocked out')
 })
 
 t.test('a value that is not a signed 64-bit integer is 409 not_a_counter, to increments and reads', async (t) => {
@@ -67,5 +69,5 @@ t.test('a value that is not a signed 64-bit integer is 409 not_a_counter, to inc
     t.match(await counter(key), { status: 409, text: /"code":"not_a_counter"/ }, `counter ${key}`)
   }
   t.same(await storedOnBoth('huge'), [String(INT64_MAX + 1n), String(INT64_MAX + 1n)])
-  t.match(await routerViews(), [ADMITTED, ADMITTED], 'neither destination was knocked out')
+  t.match(await routerViews(), ADMITTED, 'neither destination was knocked out')
 })

@@ -137,8 +137,9 @@ interface Sample {
 }
 
 /**
- * An unrelated client in a process of its own: GETs `url` over a keep-alive connection every 10 ms
- * and reports each answer's status and latency.
+ * An unrelated client in a process of its own: GETs `url` over a keep-alive connection every 2 ms
+ * (many answers, so that no single stall of a shared machine decides the percentile below) and
+ * reports each answer's status and latency.
  */
 function startSampler(url: string) {
   const script = `
@@ -150,7 +151,7 @@ function startSampler(url: string) {
         response.resume()
         response.on('end', () => {
           console.log(JSON.stringify({ status: response.statusCode, ms: performance.now() - started }))
-          setTimeout(sample, 10)
+          setTimeout(sample, 2)
         })
       }).on('error', () => console.log(JSON.stringify({ status: 0, ms: performance.now() - started })))
     }
@@ -231,7 +232,7 @@ t.test('batch amplification: batches of 1,000 gets of a 1 MiB value build no lar
   }
   t.ok(peak <= 512, `router peak RSS ${peak.toFixed(0)} MB <= 512 MB`)
   const during = duringOf('other shard')
-  t.ok(during.length >= 3, 'sampled throughout the attack')
+  t.ok(during.length >= 3, `sampled throughout the attack (${during.length} answers)`)
   t.ok(during.every((answer) => answer.status === 200), 'every unrelated GET answered')
   // All but the slowest tenth: this shared machine stalls whole processes for hundreds of ms now
   // and then, attack or not (the figures above show it when it happens).

@@ -10,7 +10,7 @@ import { CounterBatcher } from '../../router/counter-batcher.ts'
 import { HealthMonitor } from '../../router/health-monitor.ts'
 import { FailoverRoute } from '../../router/routes/failover-route.ts'
 import { ShardDestination } from '../../router/shard-destination.ts'
-import { waitFor } from '../helpers/processes.ts'
+import { freePort, waitFor } from '../helpers/processes.ts'
 
 /** What a scripted server does with one command: reply with these bytes, or hang up without a reply. */
 type Script = (command: string[]) => string | 'hang up'
@@ -92,11 +92,8 @@ t.test('heartbeats knock out a hung shard, probes re-admit it when it answers ag
 })
 
 t.test('a refused connection knocks out at once; the per-pool cap keeps half the pool in', async (t) => {
-  const closed = net.createServer()
-  closed.listen(0, '127.0.0.1')
-  await once(closed, 'listening')
-  const port = (closed.address() as net.AddressInfo).port
-  closed.close()
+  // A port nothing listens on: connections to it are refused.
+  const port = await freePort()
   const a = destination(t, port, 'a')
   const b = destination(t, port, 'b')
   const monitor = new HealthMonitor({ ...health, heartbeatMs: 10_000 }, [a, b], log, () => {})
@@ -201,11 +198,7 @@ t.test('a reply without a request resets the connection without knocking the des
 })
 
 t.test('a command never sent fails over, increments included: a refused connection, a -LOADING reply', async (t) => {
-  const closed = net.createServer()
-  closed.listen(0, '127.0.0.1')
-  await once(closed, 'listening')
-  const refusedPort = (closed.address() as net.AddressInfo).port
-  closed.close()
+  const refusedPort = await freePort()
   const refused = await failoverPair(t, answerPing, refusedPort)
   t.same(await refused.route.route({ kind: 'incr', key: 'visits', by: 1n }), { kind: 'incr', value: 7n })
   t.equal(refused.sent(refused.replica, 'INCRBY'), 1, 'applied once, on the replica')
