@@ -164,7 +164,7 @@ async function unfinishedMultiBulk(port: number, count: number): Promise<string>
   }
   await sleep(HOLD_MS)
   socket.destroy()
-  return closed ? `closed by the server after ${sentMb} MiB` : `all ${sentMb} MiB buffered`
+  return closed ? `closed by the server after ${sentMb} MiB` : `all ${sentMb} MiB sent, connection still open`
 }
 
 // Many connections that send nothing; afterwards, can a new client (and the admin port) get in?
