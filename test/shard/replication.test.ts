@@ -18,7 +18,7 @@ import { freePort, startShardProcess, waitFor, type ShardProcess, type Teardown 
 
 // Short timeouts so that a stopped peer is noticed within a test's patience (but not so short
 // that a peer busy applying a snapshot on this shared 2-core machine looks dead).
-const FAST = 'replication:\n  timeoutMs: 1000\n  heartbeatMs: 50\n'
+const FAST = 'replication:\n  timeoutMs: 2000\n  heartbeatMs: 50\n'
 
 function configFile(yaml: string): string {
   const file = join(mkdtempSync(join(tmpdir(), 'shardline-repl-')), 'shard.yaml')
