@@ -126,6 +126,9 @@ t.test('a replica that was away resumes from the backlog, or takes a snapshot on
   t.teardown(() => pair.replica.child.kill('SIGCONT'))
   const small = await awayWhile(() => Promise.all(Array.from({ length: 100 }, (_, i) => p.set(`small:${i}`, 'x'))))
   t.equal(small[0], 100)
+  // The writes may reach the replica from its socket's buffer before it notices the drop and
+  // reconnects (later still on a busy machine): wait for the resync itself.
+  await waitFor(async () => (await stats(pair.replica)).upstream.partialSyncs > 0, 10_000, () => 'the replica to resync after the drop')
   t.match((await stats(pair.replica)).upstream, { fullSyncs: 1, partialSyncs: 1 }, '100 small writes fit in the backlog: a partial resync')
   t.ok(await waitFor(() => /dropping replication peer: no acknowledgement for \d+ ms/.test(pair.primary.output()), 5000))
   // 20 MB overflows the socket buffers, then the 1 MB peer buffer, and the 64 kB backlog. Ten
