@@ -4,6 +4,7 @@ import type { Server } from 'node:http'
 import type { Socket } from 'node:net'
 import { rawErrorResponse } from './http-errors.ts'
 import type { Logger } from './logger.ts'
+import { ThrottledWarning } from './throttled-warning.ts'
 
 /** Why a connection was closed by the cap: to make room, or because none could be made. */
 export type ShedReason = 'idle' | 'refused'
@@ -16,9 +17,6 @@ export interface ConnectionLimiterOptions {
   onShed?(reason: ShedReason): void
 }
 
-/** One warning per this many milliseconds at most, with the count since the last one. */
-const SHED_LOG_INTERVAL_MS = 10_000
-
 const REFUSAL = rawErrorResponse(503, 'too_many_connections', 'the server holds as many connections as it allows, all of them busy')
 
 export class ConnectionLimiter {
@@ -27,11 +25,11 @@ export class ConnectionLimiter {
   /** Connections with requests in progress, and how many (HTTP/1.1 may pipeline). */
   private readonly busy = new Map<Socket, number>()
   private readonly options: ConnectionLimiterOptions
-  private shedSinceLog = { idle: 0, refused: 0 }
-  private lastShedLog = 0
+  private readonly atCap: ThrottledWarning
 
   constructor(server: Server, options: ConnectionLimiterOptions) {
     this.options = options
+    this.atCap = new ThrottledWarning(options.log, `${options.name} at its connection cap: closing idle connections, refusing new ones when none is idle`)
     server.on('connection', (socket: Socket) => this.admit(socket))
     server.on('request', (request: { socket: Socket }, response: { once(event: 'close', listener: () => void): void }) => {
       const socket = request.socket
@@ -80,11 +78,6 @@ export class ConnectionLimiter {
 
   private shed(reason: ShedReason): void {
     this.options.onShed?.(reason)
-    this.shedSinceLog[reason]++
-    const now = Date.now()
-    if (now - this.lastShedLog < SHED_LOG_INTERVAL_MS) return
-    this.options.log.warn({ max: this.options.max, closedIdle: this.shedSinceLog.idle, refused: this.shedSinceLog.refused }, `${this.options.name} at its connection cap: closing idle connections, refusing new ones when none is idle`)
-    this.shedSinceLog = { idle: 0, refused: 0 }
-    this.lastShedLog = now
+    this.atCap.warn({ max: this.options.max, reason })
   }
 }

@@ -10,7 +10,7 @@ import {
 } from './replication-wire.ts'
 import { ENTRY_HEADER_BYTES, rebaseExpiry } from './entry.ts'
 import { StoreError, type Store, type WriteOptions } from './store.ts'
-import { ThrottledWarning } from './warn-throttle.ts'
+import { ThrottledWarning } from '../common/throttled-warning.ts'
 
 export interface LinkOptions {
   /** host:port of the peer's data port. */

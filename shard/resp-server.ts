@@ -11,7 +11,7 @@ import { COMMANDS, CommandError, type CommandContext, type CommandLimits } from 
 import type { ConnectionStats, DropReason, ShardMetrics } from './metrics.ts'
 import type { Replication } from './replication.ts'
 import { StoreError, type Store } from './store.ts'
-import { ThrottledWarnings } from './warn-throttle.ts'
+import { ThrottledWarnings } from '../common/throttled-warning.ts'
 
 export interface RespServerLimits extends CommandLimits {
   maxArrayLength: number

@@ -1,6 +1,6 @@
 // Warnings about what clients and peers send, logged once per burst: the first at once, then at
 // most one per interval saying how many were left unlogged, so a flood of bad input cannot flood the log.
-import type { Logger } from '../common/logger.ts'
+import type { Logger } from './logger.ts'
 
 const DEFAULT_INTERVAL_MS = 10_000
 
