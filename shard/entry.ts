@@ -1,5 +1,5 @@
 // The in-memory form of one stored entry: a single latin1 string of an 18-byte header
-// (version, tombstone mark, expiry, flags) followed by the value's bytes.
+// (version, tombstone or counter mark, expiry, flags) followed by the value's bytes.
 
 // Why a packed string: a JS object per entry plus boxed doubles and a Buffer costs about
 // 150 bytes more per item than one flat one-byte string, and per-item memory is what decides
@@ -10,6 +10,8 @@ const VERSION_OFFSET = 0
 // that says the entry is a tombstone: a delete remembered with its version.
 const MARK_OFFSET = 7
 const TOMBSTONE_MARK = 1
+// A counter's value bytes are its sum, a newline and its per-writer components (counter-entry.ts).
+const COUNTER_MARK = 2
 const EXPIRES_OFFSET = 8
 const FLAGS_OFFSET = 14
 export const ENTRY_HEADER_BYTES = 18
@@ -23,6 +25,8 @@ export interface EntryMeta {
   flags: number
   /** A deleted key's version, kept so that an older write cannot bring the key back. */
   tombstone?: boolean
+  /** A counter: the value bytes are laid out as counter-entry.ts says. */
+  counter?: boolean
 }
 
 const scratch = Buffer.allocUnsafe(ENTRY_HEADER_BYTES)
@@ -54,14 +58,14 @@ export function rebaseExpiry(packed: string, from: number, to: number): string {
   const expiresAt = entryExpiresAt(packed)
   if (expiresAt === 0) return packed
   const rebased = Math.min(MAX_EXPIRES_AT, Math.max(1, expiresAt - from + to))
-  writeHeader(scratch, { version: entryVersion(packed), expiresAt: rebased, flags: entryFlags(packed), tombstone: entryIsTombstone(packed) })
+  writeHeader(scratch, { version: entryVersion(packed), expiresAt: rebased, flags: entryFlags(packed), tombstone: entryIsTombstone(packed), counter: entryIsCounter(packed) })
   return scratch.toString('latin1') + packed.substring(ENTRY_HEADER_BYTES)
 }
 
 function writeHeader(out: Buffer, meta: EntryMeta): void {
   out.writeUInt32LE(meta.version % 0x100000000, VERSION_OFFSET)
   out.writeUInt32LE(Math.floor(meta.version / 0x100000000), VERSION_OFFSET + 4)
-  out[MARK_OFFSET] = meta.tombstone ? TOMBSTONE_MARK : 0
+  out[MARK_OFFSET] = (meta.tombstone ? TOMBSTONE_MARK : 0) | (meta.counter ? COUNTER_MARK : 0)
   out.writeUIntLE(meta.expiresAt, EXPIRES_OFFSET, 6)
   out.writeUInt32LE(meta.flags >>> 0, FLAGS_OFFSET)
 }
@@ -74,6 +78,10 @@ export function entryIsTombstone(packed: string): boolean {
   return (packed.charCodeAt(MARK_OFFSET) & TOMBSTONE_MARK) !== 0
 }
 
+export function entryIsCounter(packed: string): boolean {
+  return (packed.charCodeAt(MARK_OFFSET) & COUNTER_MARK) !== 0
+}
+
 export function entryExpiresAt(packed: string): number {
   return readUInt(packed, EXPIRES_OFFSET, 6)
 }
@@ -82,8 +90,15 @@ export function entryFlags(packed: string): number {
   return readUInt(packed, FLAGS_OFFSET, 4)
 }
 
-/** The value bytes as a latin1 string (a cheap slice, no copy). */
+/** The value a client reads, as a latin1 string (a cheap slice, no copy): a counter's sum. */
 export function entryValue(packed: string): string {
+  if (!entryIsCounter(packed)) return packed.substring(ENTRY_HEADER_BYTES)
+  const end = packed.indexOf('\n', ENTRY_HEADER_BYTES)
+  return packed.substring(ENTRY_HEADER_BYTES, end === -1 ? packed.length : end)
+}
+
+/** Every byte after the header: a counter's components too (digests and merges compare these). */
+export function entryPayload(packed: string): string {
   return packed.substring(ENTRY_HEADER_BYTES)
 }
 

@@ -5,7 +5,7 @@ import type { Logger } from '../common/logger.ts'
 import { RespProtocolError, RespRequestParser } from '../common/resp-request-parser.ts'
 import { RespWriter } from '../common/resp-writer.ts'
 import {
-  ACK, CONTINUE, DELETE_VERSIONED, DROP, FLUSH, FULLSYNC, HEARTBEAT, SET_VERSIONED, SNAPSHOT_DONE,
+  ACK, CONTINUE, DELETE_VERSIONED, DROP, FLUSH, FULLSYNC, HEARTBEAT, PUT_ENTRY, SET_VERSIONED, SNAPSHOT_DONE,
   SNAPSHOT, SNAPSHOT_BATCH_KEYS, SYNC, command,
 } from './replication-wire.ts'
 import { ENTRY_HEADER_BYTES, rebaseExpiry } from './entry.ts'
@@ -176,6 +176,9 @@ export class ReplicationLink {
       case DROP:
         this.applyOp(() => store.dropIfNotNewer(this.see(text(args, 1)), integer(args, 2)))
         return
+      case PUT_ENTRY:
+        this.applyOp(() => store.restore(this.see(text(args, 1)), this.entryArgument(args, 2)))
+        return
       case FLUSH:
         this.applyOp(() => store.clear())
         return
@@ -232,11 +235,17 @@ export class ReplicationLink {
     const now = Date.now()
     this.options.applying(() => {
       for (let i = 1; i < args.length; i += 2) {
-        if (args[i + 1].length < ENTRY_HEADER_BYTES) throw new LinkError(`${SNAPSHOT} entry of ${args[i + 1].length} bytes, shorter than its header`)
-        this.refusable(() => this.options.store.restore(this.see(args[i].toString('latin1')), rebaseExpiry(args[i + 1].toString('latin1'), 0, now)))
+        this.refusable(() => this.options.store.restore(this.see(args[i].toString('latin1')), this.entryArgument(args, i + 1, now)))
       }
     })
     this.counts.snapshotRecords += (args.length - 1) / 2
+  }
+
+  // A packed entry sent with its expiry as time left, made absolute on this clock.
+  private entryArgument(args: Buffer[], index: number, now = Date.now()): string {
+    const entry = args[index]
+    if (entry === undefined || entry.length < ENTRY_HEADER_BYTES) throw new LinkError(`${args[0].toString('latin1')} entry of ${entry?.length ?? 0} bytes, shorter than its header`)
+    return rebaseExpiry(entry.toString('latin1'), 0, now)
   }
 
   // During an upstream snapshot, remembers each key it carried (see Replication.snapshotApplied).

@@ -1,7 +1,7 @@
 // What travels on a replication link, in RESP: log ops (counted by offset), snapshot records
 // (not counted), and the control commands both ends speak; encoders for the sending side.
 import type { RespWriter } from '../common/resp-writer.ts'
-import { entryExpiresAt, entryFlags, entryIsTombstone, entryValue, entryVersion, rebaseExpiry } from './entry.ts'
+import { entryExpiresAt, entryFlags, entryIsCounter, entryIsTombstone, entryValue, entryVersion, rebaseExpiry } from './entry.ts'
 
 // Peer → source: the first command, then acknowledgements.
 export const SYNC = 'SL.SYNC' // SL.SYNC <replid|?> <next offset|-1> <peer name>
@@ -20,6 +20,9 @@ export const SNAPSHOT_BATCH_KEYS = 256
 export const SET_VERSIONED = 'SL.SETV' // <key> <value> <version> [PX ms] [FLAGS n]
 export const DELETE_VERSIONED = 'SL.DELV' // <key> <version>
 export const DROP = 'SL.DROP' // <key> <version>: evicted on the primary; drop if no newer
+// <key> <entry, expiry as time left>: a counter's packed entry, merged with the peer's (see
+// counter-entry.ts): its per-writer components cannot travel as a plain versioned value.
+export const PUT_ENTRY = 'SL.PUTE'
 export const FLUSH = 'FLUSHALL'
 
 /** The log op for a key that now holds packed (a value or a tombstone). */
@@ -27,6 +30,10 @@ export function writeChangeOp(writer: RespWriter, key: string, packed: string, n
   const version = String(entryVersion(packed))
   if (entryIsTombstone(packed)) {
     command(writer, DELETE_VERSIONED, [key, version])
+    return
+  }
+  if (entryIsCounter(packed)) {
+    command(writer, PUT_ENTRY, [key, rebaseExpiry(packed, now, 0)])
     return
   }
   const args = [key, entryValue(packed), version]

@@ -1,16 +1,19 @@
 // The shard's key-value store: lru-cache under a hard byte budget, with per-entry TTL,
 // versions, tombstones, flags, and the lru / fifo / lfu eviction policies. Knows nothing of the network.
-import { createHash } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
 import { LRUCache } from 'lru-cache'
 import { CountMinSketch } from '../common/count-min-sketch.ts'
 import { HybridLogicalClock, LOGICAL_RANGE } from '../common/hlc.ts'
 import { INT64_MAX, INT64_MIN, MAX_TTL_MS } from '../common/limits.ts'
+import { counterPayload, counterSum, mergeCounters, parseCounterPayload, WRITER_PATTERN, type CounterState } from './counter-entry.ts'
 import { ExpiryIndex } from './expiry-index.ts'
 import {
   ENTRY_HEADER_BYTES,
   entryExpiresAt,
   entryFlags,
+  entryIsCounter,
   entryIsTombstone,
+  entryPayload,
   entryValue,
   entryVersion,
   MAX_EXPIRES_AT,
@@ -40,6 +43,11 @@ export interface StoreOptions {
    * every later local write look older than the poisoned key.
    */
   maxVersionDriftMs?: number
+  /**
+   * What this store calls itself in a counter's components (see counter-entry.ts): unique per
+   * process start, so that a restarted shard never mistakes an older component of its name for its own.
+   */
+  writerId?: string
 }
 
 /** Told of every change a replica must see (replication sets it; null when nobody listens). */
@@ -78,6 +86,7 @@ const INVALID_TTL = `ERR invalid expire time (a TTL is an integer number of ms f
 const INVALID_FLAGS = 'ERR flags must be an integer from 0 to 4294967295'
 const NOT_INTEGER = 'ERR value is not an integer or out of range'
 const OVERFLOW = 'ERR increment or decrement would overflow'
+const MALFORMED_COUNTER = 'ERR malformed counter entry'
 
 export interface StoreStats {
   hits: number
@@ -93,6 +102,7 @@ export class Store {
   readonly policy: EvictionPolicy
   readonly tombstoneTtlMs: number
   readonly maxVersionDriftMs: number
+  readonly writerId: string
   changes: StoreChangeListener | null = null
   readonly stats: StoreStats = { hits: 0, misses: 0, evictions: 0, expiredOnRead: 0, expiredBySweep: 0, admissionsRejected: 0 }
   private readonly now: () => number
@@ -108,6 +118,8 @@ export class Store {
     this.now = options.now ?? Date.now
     this.tombstoneTtlMs = options.tombstoneTtlMs ?? DEFAULT_TOMBSTONE_TTL_MS
     this.maxVersionDriftMs = options.maxVersionDriftMs ?? DEFAULT_MAX_VERSION_DRIFT_MS
+    this.writerId = options.writerId ?? randomBytes(6).toString('base64url')
+    if (!WRITER_PATTERN.test(this.writerId)) throw new Error(`a writer id is 1-32 of A-Z a-z 0-9 _ -, not ${JSON.stringify(this.writerId)}`)
     this.clock = new HybridLogicalClock(this.now)
     this.expiries = new ExpiryIndex(100, this.now())
     this.cache = new LRUCache<string, string>({
@@ -226,8 +238,14 @@ export class Store {
   restore(key: string, packed: string): WriteResult {
     const version = entryVersion(packed)
     this.checkVersion(version)
+    const incoming = entryIsCounter(packed) ? this.counterState(packed) : null
     const current = this.peekEntry(key)
-    if (current !== undefined && entryVersion(current) >= version) return 'stale'
+    if (current !== undefined && entryVersion(current) >= version) {
+      // One epoch: two copies of a counter merge; a counter grown from a value or a delete of this
+      // version supersedes it (the counter is what came after).
+      if (entryVersion(current) > version || incoming === null) return 'stale'
+      if (entryIsCounter(current)) return this.mergeInto(key, current, incoming, entryExpiresAt(packed))
+    }
     this.clock.observe(version)
     if ((current === undefined || entryIsTombstone(current)) && !entryIsTombstone(packed) && !this.admit(key, packed)) return 'rejected'
     this.put(key, packed, entryExpiresAt(packed))
@@ -262,7 +280,7 @@ export class Store {
     const hash = createHash('sha1')
     for (const [key, packed] of live) {
       hash.update(`${key.length}:${key}${entryVersion(packed)}:${entryFlags(packed)}:${packed.length - ENTRY_HEADER_BYTES}:`, 'latin1')
-      hash.update(entryValue(packed), 'latin1')
+      hash.update(entryPayload(packed), 'latin1')
     }
     return { items: live.length, sha1: hash.digest('hex') }
   }
@@ -285,23 +303,32 @@ export class Store {
     return expiresAt === 0 ? -1 : Math.max(0, expiresAt - this.now())
   }
 
-  /** Adds delta to an integer value (a missing key counts as 0) and returns the result. */
+  /**
+   * Adds delta to this shard's own component of key's counter (a missing key counts as 0) and
+   * returns the counter's value. A plain integer value, a delete or nothing becomes a counter's
+   * epoch: every shard that increments from the same start makes the same epoch, so they merge.
+   */
   incrBy(key: string, delta: bigint): bigint {
     if (delta > INT64_MAX || delta < INT64_MIN) throw new StoreError(OVERFLOW)
-    const current = this.peek(key)
-    let base = 0n
+    const current = this.peekEntry(key)
+    let state: CounterState = { base: 0n, components: new Map() }
+    // Epoch 1 for a counter from nothing: older than any write's version, so any write supersedes it.
+    let epoch = 1
+    let expiresAt = 0
+    let flags = 0
     if (current !== undefined) {
-      const text = entryValue(current)
-      if (!/^-?\d{1,19}$/.test(text)) throw new StoreError(NOT_INTEGER)
-      base = BigInt(text)
-      if (base > INT64_MAX || base < INT64_MIN) throw new StoreError(NOT_INTEGER)
+      epoch = entryVersion(current)
+      if (!entryIsTombstone(current)) {
+        expiresAt = entryExpiresAt(current)
+        flags = entryFlags(current)
+        state = entryIsCounter(current) ? this.counterState(current) : { base: integerValue(entryValue(current)), components: new Map() }
+      }
     }
-    const result = base + delta
+    const result = counterSum(state) + delta
     if (result > INT64_MAX || result < INT64_MIN) throw new StoreError(OVERFLOW)
-    const expiresAt = current === undefined ? 0 : entryExpiresAt(current)
-    const flags = current === undefined ? 0 : entryFlags(current)
-    const packed = packEntry(result.toString(), { version: this.clock.next(), expiresAt, flags })
-    this.put(key, packed, expiresAt)
+    const own = state.components.get(this.writerId)?.value ?? 0n
+    state.components.set(this.writerId, { value: own + delta, version: this.clock.next() })
+    this.put(key, packEntry(counterPayload(state), { version: epoch, expiresAt, flags, counter: true }), expiresAt)
     return result
   }
 
@@ -331,6 +358,26 @@ export class Store {
     return removed
   }
 
+  // A counter entry's state; a malformed one (from a peer) is refused, as is a component version
+  // that could poison this store's clock.
+  private counterState(packed: string): CounterState {
+    const state = entryIsTombstone(packed) ? null : parseCounterPayload(entryPayload(packed))
+    if (state === null) throw new StoreError(MALFORMED_COUNTER)
+    for (const component of state.components.values()) this.checkVersion(component.version)
+    return state
+  }
+
+  // Two copies of one epoch of a counter: the merged one is stored when it differs from ours.
+  private mergeInto(key: string, current: string, incoming: CounterState, incomingExpiresAt: number): WriteResult {
+    const merged = mergeCounters(this.counterState(current), incoming)
+    for (const component of incoming.components.values()) this.clock.observe(component.version)
+    const payload = counterPayload(merged)
+    if (payload === entryPayload(current)) return 'stale'
+    const expiresAt = Math.max(entryExpiresAt(current), incomingExpiresAt)
+    this.put(key, packEntry(payload, { version: entryVersion(current), expiresAt, flags: entryFlags(current), counter: true }), expiresAt)
+    return 'stored'
+  }
+
   // A version from elsewhere must be one this store's clock can still move past: a positive
   // integer at most maxVersionDriftMs ahead of now (versions are ms × LOGICAL_RANGE + a counter).
   private checkVersion(version: number): void {
@@ -357,8 +404,11 @@ export class Store {
     return true
   }
 
+  // A counter's TTL changes as a write of its current value would: it becomes a plain value, the
+  // epoch of any later increments.
   private rewriteMeta(key: string, packed: string, expiresAt: number): void {
-    const rewritten = repackEntry(packed, { version: this.clock.next(), expiresAt, flags: entryFlags(packed) })
+    const meta = { version: this.clock.next(), expiresAt, flags: entryFlags(packed) }
+    const rewritten = entryIsCounter(packed) ? packEntry(entryValue(packed), meta) : repackEntry(packed, meta)
     this.put(key, rewritten, expiresAt)
   }
 
@@ -387,6 +437,14 @@ export class Store {
     this.stats.admissionsRejected++
     return false
   }
+}
+
+/** A stored value as INCR reads it: decimal text of a signed 64-bit integer, or a StoreError. */
+function integerValue(text: string): bigint {
+  if (!/^-?\d{1,19}$/.test(text)) throw new StoreError(NOT_INTEGER)
+  const value = BigInt(text)
+  if (value > INT64_MAX || value < INT64_MIN) throw new StoreError(NOT_INTEGER)
+  return value
 }
 
 /** What one entry is charged against the budget. */
