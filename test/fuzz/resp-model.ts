@@ -504,7 +504,10 @@ function commandOutcomes(world: World, command: Command, context: StepContext): 
         if (base === null) return refused(NOT_INTEGER)
         const total = base + delta
         if (total > INT64_MAX || total < INT64_MIN) return refused(OVERFLOW)
-        const entry: Entry = { kind: 'value', bytes: Buffer.from(String(total)), flags: current?.flags ?? 0, ttl: current?.ttl ?? { kind: 'none' }, version: clockVersion }
+        // A counter keeps the version of what it grew from (its epoch: see shard/counter-entry.ts),
+        // a delete's or 1 for nothing, so that copies taking increments elsewhere merge with it.
+        const epoch = world.get(keyOf(command.key))?.version ?? { lo: 1n, hi: 1n }
+        const entry: Entry = { kind: 'value', bytes: Buffer.from(String(total)), flags: current?.flags ?? 0, ttl: current?.ttl ?? { kind: 'none' }, version: epoch }
         return [outcome(integer(total), withEntry(world, command.key, entry))]
       }
       const amounts = 'amount' in command ? integerReadings(command.amount) : [1n]
