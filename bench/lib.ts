@@ -154,6 +154,33 @@ export async function startShard(options: ShardOptions = {}): Promise<RunningSer
   }
 }
 
+export interface BenchmarkRun {
+  rps: number
+  /** Server CPU time (user + system, all threads) per request, in microseconds. */
+  cpuMicros: number
+}
+
+export interface BenchmarkLoad {
+  requests: number
+  clients: number
+  valueBytes: number
+  /** redis-benchmark -r: keys drawn at random from this many. */
+  keyspace: number
+  pipeline: number
+  timeoutMs: number
+}
+
+/** One redis-benchmark run of one test (`-t`); returns its requests per second and the server's CPU per request. */
+export async function redisBenchmark(server: RunningServer, test: string, load: BenchmarkLoad): Promise<BenchmarkRun> {
+  const args = ['-h', HOST, '-p', String(server.port), '-t', test.toLowerCase(), '-n', String(load.requests), '-c', String(load.clients), '-d', String(load.valueBytes), '-r', String(load.keyspace), '-P', String(load.pipeline), '--csv']
+  const cpuBefore = cpuSeconds(server.pid)
+  const csv = await runCommand(`redis-benchmark ${server.kind}`, '/usr/bin/redis-benchmark', args, load.timeoutMs)
+  const cpu = cpuSeconds(server.pid) - cpuBefore
+  const match = csv.match(new RegExp(`^"${test.toUpperCase()}","([\\d.]+)"`, 'm'))
+  if (!match) throw new Error(`could not parse redis-benchmark output against ${server.kind}:\n${csv}`)
+  return { rps: Number(match[1]), cpuMicros: (cpu / load.requests) * 1e6 }
+}
+
 /** redis-server with no persistence, on loopback; extraArgs are appended to its command line. */
 export async function startRedis(extraArgs: string[] = []): Promise<RunningServer> {
   const port = await freePort()

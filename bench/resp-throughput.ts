@@ -2,16 +2,15 @@
 // against a shardline shard and a redis-server started in the same run; median of 3 runs, shard/redis ratio.
 import {
   codeVersion,
-  cpuSeconds,
   formatTable,
-  HOST,
   loadAverage,
   median,
-  runCommand,
+  redisBenchmark,
   runMain,
   startRedis,
   startShard,
   stopServer,
+  type BenchmarkRun,
   type RunningServer,
 } from './lib.ts'
 
@@ -26,22 +25,9 @@ const PIPELINES = [1, 16]
 const TESTS = ['SET', 'GET'] as const
 const TARGETS: Record<number, number> = { 1: 0.6, 16: 0.4 }
 
-interface Run {
-  rps: number
-  /** Server CPU time (user + system, all threads) per request, in microseconds. */
-  cpuMicros: number
-}
-
-/** One redis-benchmark run of one test; returns its requests per second and the server's CPU per request. */
-async function benchmark(server: RunningServer, test: string, pipeline: number, requests: number): Promise<Run> {
-  const args = ['-h', HOST, '-p', String(server.port), '-t', test.toLowerCase(), '-n', String(requests), '-c', String(CLIENTS), '-d', String(VALUE_BYTES), '-r', String(KEYSPACE), '-P', String(pipeline), '--csv']
-  const cpuBefore = cpuSeconds(server.pid)
-  const csv = await runCommand(`redis-benchmark ${server.kind}`, '/usr/bin/redis-benchmark', args, RUN_TIMEOUT_MS)
-  const cpu = cpuSeconds(server.pid) - cpuBefore
-  const match = csv.match(new RegExp(`^"${test}","([\\d.]+)"`, 'm'))
-  if (!match) throw new Error(`could not parse redis-benchmark output against ${server.kind}:\n${csv}`)
-  return { rps: Number(match[1]), cpuMicros: (cpu / requests) * 1e6 }
-}
+/** One redis-benchmark run of one test against server. */
+const benchmark = (server: RunningServer, test: string, pipeline: number, requests: number): Promise<BenchmarkRun> =>
+  redisBenchmark(server, test, { requests, clients: CLIENTS, valueBytes: VALUE_BYTES, keyspace: KEYSPACE, pipeline, timeoutMs: RUN_TIMEOUT_MS })
 
 async function main(): Promise<void> {
   const started = Date.now()
@@ -54,7 +40,7 @@ async function main(): Promise<void> {
     for (const server of [shard, redis]) for (const test of TESTS) await benchmark(server, test, 1, WARMUP_REQUESTS)
 
     // runs[`${test} ${pipeline}`][kind] = one Run per repeat
-    const runs = new Map<string, Record<string, Run[]>>()
+    const runs = new Map<string, Record<string, BenchmarkRun[]>>()
     for (let repeat = 0; repeat < REPEATS; repeat++) {
       for (const pipeline of PIPELINES) {
         for (const test of TESTS) {
