@@ -16,7 +16,8 @@ export interface AdminOptions {
   limits: CommandLimits
   log: Logger
   stats(): Record<string, unknown>
-  ready(): boolean
+  /** Why /readyz says 503 (shutting down, warming up, catching up), or null when ready. */
+  notReadyBecause(): string | null
 }
 
 export function createAdminServer(options: AdminOptions) {
@@ -30,7 +31,8 @@ export function createAdminServer(options: AdminOptions) {
   })
   app.get('/healthz', async () => ({ status: 'ok' }))
   app.get('/readyz', async (_request, reply) => {
-    if (!options.ready()) return reply.code(503).send({ error: 'not ready', code: 'not_ready' })
+    const because = options.notReadyBecause()
+    if (because !== null) return reply.code(503).send({ error: `not ready: ${because}`, code: 'not_ready' })
     return { status: 'ready' }
   })
   app.get('/stats', async () => options.stats())

@@ -97,6 +97,20 @@ const schema = {
         warmupTimeoutMs: { type: 'integer', minimum: 0, default: 10_000 },
         timeoutMs: { type: 'integer', minimum: 100, default: 5000 },
         heartbeatMs: { type: 'integer', minimum: 10, default: 100 },
+        // A primary back from a stall answers -LOADING until its write-back links caught up.
+        catchUp: {
+          type: 'object',
+          additionalProperties: false,
+          default: {},
+          properties: {
+            // Keep it below the routers' connections.timeoutMs (default 1000): a shorter stall
+            // cannot have made them fail over. Half of it, because a stall past it costs the
+            // clients that waited through it a -LOADING, and a busy machine stalls for 300 ms now and then.
+            stallMs: { type: 'integer', minimum: 20, maximum: 60_000, default: 500 },
+            // 0 turns catch-up off.
+            timeoutMs: { type: 'integer', minimum: 0, maximum: 600_000, default: 2000 },
+          },
+        },
       },
     },
   },

@@ -68,8 +68,9 @@ function fields(sources: InfoSources, section: (typeof SECTIONS)[number]): Array
         ['rejected_admissions', store.stats.admissionsRejected],
       ]
     case 'persistence':
-      // loading:1 is how Redis clients (ioredis's ready check among them) learn to wait.
-      return [['loading', sources.replication.warmingUp ? 1 : 0]]
+      // loading:1 is how Redis clients (ioredis's ready check among them) learn to wait; the
+      // reason is warm_up or catch_up.
+      return [['loading', sources.replication.loading ? 1 : 0], ['shardline_loading_reason', sources.replication.loading ?? '']]
     case 'replication': {
       const { replication } = sources
       const upstream = replication.upstream

@@ -5,7 +5,7 @@ import type { Logger } from '../common/logger.ts'
 import { RespProtocolError, RespRequestParser } from '../common/resp-request-parser.ts'
 import { RespWriter } from '../common/resp-writer.ts'
 import {
-  ACK, CONTINUE, DELETE_VERSIONED, DROP, FLUSH, FULLSYNC, HEARTBEAT, PUT_ENTRY, SET_VERSIONED, SNAPSHOT_DONE,
+  ACK, BARRIER, CONTINUE, DELETE_VERSIONED, DROP, FLUSH, FULLSYNC, HEARTBEAT, PUT_ENTRY, SET_VERSIONED, SNAPSHOT_DONE,
   SNAPSHOT, SNAPSHOT_BATCH_KEYS, SYNC, command,
 } from './replication-wire.ts'
 import { ENTRY_HEADER_BYTES, rebaseExpiry } from './entry.ts'
@@ -30,6 +30,11 @@ export interface LinkOptions {
    * the ops alongside it carried (upstream links only; null for write-back).
    */
   onSnapshotApplied(keysSeen: Set<string> | null): void
+  /**
+   * Called when the link syncs again after it had been synced and was lost; samePeerProcess tells
+   * whether the peer is the process it synced from before (not one restarted since).
+   */
+  onResynced(samePeerProcess: boolean): void
 }
 
 /** At most one acknowledgement per this many ms (plus one per heartbeat). */
@@ -40,7 +45,7 @@ const ACK_INTERVAL_MS = 2
  */
 const ACK_KEEPALIVE_MS = 100
 /** A source heartbeats every 100 ms by default: past this without one, the silence is lag. */
-const SILENCE_MS = 1000
+export const SILENCE_MS = 1000
 const RECONNECT_MIN_MS = 100
 const RECONNECT_MAX_MS = 2000
 
@@ -52,6 +57,10 @@ export class ReplicationLink {
   /** refused: ops and snapshot records the store would not take (a version or TTL out of range), skipped. */
   readonly counts = { fullSyncs: 0, partialSyncs: 0, dropped: 0, opsApplied: 0, snapshotRecords: 0, refused: 0 }
   lastFullSync: { records: number; seconds: number } | null = null
+  /** When the link last stopped being synced (or was created); null while it is synced. */
+  downSince: number | null = Date.now()
+  /** When the peer last sent anything (0 before it ever did). */
+  lastHeardAt = 0
   private replid = '?'
   /** The log last synced from, kept when replid is forgotten: tells a restarted peer from the same one. */
   private lastSyncedReplid: string | null = null
@@ -68,6 +77,14 @@ export class ReplicationLink {
   private snapshotStartedAt = 0
   private keysSeen: Set<string> | null = null
   private readonly refusedWarning: ThrottledWarning
+  /** Synced once and lost since: its next sync is a resync. */
+  private lost = false
+  /**
+   * What a catch-up waits for: the peer's head offset, answered to this barrier's token on the
+   * current connection (null until then), and applied here.
+   */
+  private barrier: { token: string; sent: boolean; head: number | null; passed: () => void } | null = null
+  private barriersIssued = 0
 
   constructor(options: LinkOptions) {
     this.options = options
@@ -83,6 +100,20 @@ export class ReplicationLink {
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer)
     if (this.ackTimer) clearTimeout(this.ackTimer)
     this.socket?.destroy()
+  }
+
+  /**
+   * Calls passed once this link has applied every op its peer's log held when the peer answered
+   * a barrier sent from now on: at once if the link is synced, else once it syncs again. Replaces
+   * any barrier still waiting.
+   */
+  awaitBarrier(passed: () => void): void {
+    this.barrier = { token: String(++this.barriersIssued), sent: false, head: null, passed }
+    this.sendBarrier()
+  }
+
+  cancelBarrier(): void {
+    this.barrier = null
   }
 
   /** The offset of the next op this end expects (-1 before the first sync). */
@@ -121,6 +152,7 @@ export class ReplicationLink {
       writer.writeTo(socket)
     })
     socket.on('data', (chunk: Buffer) => {
+      this.lastHeardAt = Date.now()
       try {
         parser.push(chunk, (args) => this.handle(args))
       } catch (error) {
@@ -135,6 +167,7 @@ export class ReplicationLink {
         socket.destroy()
         return
       }
+      this.checkBarrier()
       this.acknowledge(false)
     })
     socket.on('timeout', () => {
@@ -151,7 +184,11 @@ export class ReplicationLink {
     // A link that never synced (its peer not up yet) reconnects quietly.
     if (this.state !== 'connecting') {
       this.options.log.warn({ peer: this.options.peer, direction: this.options.direction, offset: this.offset, state: this.state }, 'replication link lost; reconnecting')
+      this.lost = true
+      this.downSince = Date.now()
     }
+    // An answer on the next connection may follow a full resync, with offsets of another log.
+    if (this.barrier) this.barrier = { ...this.barrier, token: String(++this.barriersIssued), sent: false, head: null }
     // A snapshot cut short leaves keys missing that no later op will bring: only a new full
     // resync can, so the offset is forgotten.
     if (this.state === 'snapshot') this.replid = '?'
@@ -187,6 +224,7 @@ export class ReplicationLink {
         return
       case HEARTBEAT:
         this.heartbeat = { ops: integer(args, 2), bytes: integer(args, 3), sentAt: integer(args, 4), receivedAt: Date.now() }
+        if (this.barrier !== null && args.length > 5 && text(args, 5) === this.barrier.token) this.barrier.head = integer(args, 1)
         this.acknowledge(true)
         return
       case FULLSYNC:
@@ -228,6 +266,30 @@ export class ReplicationLink {
       this.state = 'streaming'
     }
     this.options.log.info({ peer: this.options.peer, direction: this.options.direction, replid, offset, kind: kind === FULLSYNC ? 'full' : 'partial' }, 'replication link synced')
+    this.downSince = null
+    if (this.lost) {
+      this.lost = false
+      this.options.onResynced(samePeerProcess)
+    }
+    this.sendBarrier()
+  }
+
+  private sendBarrier(): void {
+    const barrier = this.barrier
+    if (barrier === null || barrier.sent || this.socket === null || this.state === 'connecting') return
+    const writer = new RespWriter()
+    command(writer, BARRIER, [barrier.token])
+    writer.writeTo(this.socket)
+    barrier.sent = true
+  }
+
+  // Ops arrive in log order and the answer after every op below its head: once the snapshot (if
+  // any) is done and the offset reached the head, this end holds what the peer held when it answered.
+  private checkBarrier(): void {
+    const barrier = this.barrier
+    if (barrier === null || barrier.head === null || this.state !== 'streaming' || this.offset < barrier.head) return
+    this.barrier = null
+    barrier.passed()
   }
 
   private restoreSnapshotBatch(args: Buffer[]): void {

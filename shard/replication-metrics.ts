@@ -1,8 +1,8 @@
 // The replication gauges and counters on a shard's /metrics: lag (ops, bytes, seconds) for every
-// link from both ends, the log's offset and backlog, syncs served and received, peers dropped.
-import { Gauge, type Registry } from 'prom-client'
+// link from both ends, the log's offset and backlog, syncs, peers dropped, loading and catch-ups.
+import { Gauge, Histogram, type Registry } from 'prom-client'
 import { mirroredCounter } from '../common/metric-helpers.ts'
-import type { Replication } from './replication.ts'
+import { LOADING_ACTIVITY, type LoadingReason, type Replication } from './replication.ts'
 
 type Lag = { ops: number; bytes: number; seconds: number }
 type LagRow = [labels: { peer: string; link: string }, lag: Lag]
@@ -38,6 +38,16 @@ export function registerReplicationMetrics(registry: Registry, replication: Repl
   gauge('shardline_replication_backlog_bytes', 'Bytes of replication log held for peers to resume from.', () => replication.log?.bytes ?? 0)
   gauge('shardline_replication_connected_peers', 'Peers streaming this shard\'s replication log.', () => replication.source?.peerStates().length ?? 0)
   gauge('shardline_replication_warming_up', '1 while an empty primary loads a replica\'s snapshot and answers -LOADING.', () => (replication.warmingUp ? 1 : 0))
+  new Gauge({
+    name: 'shardline_replication_loading',
+    help: '1 while this shard answers -LOADING, by reason: warm_up (a restarted primary loads a replica\'s snapshot) or catch_up (a primary back from a stall applies what its replicas took).',
+    labelNames: ['reason'],
+    registers: [registry],
+    collect() {
+      for (const reason of Object.keys(LOADING_ACTIVITY) as LoadingReason[]) this.set({ reason }, replication.loading === reason ? 1 : 0)
+    },
+  })
+  registerCatchUpMetrics(registry, replication)
   mirroredCounter({
     name: 'shardline_replication_syncs_total',
     help: 'Replication syncs, by kind (full or partial) and side (served to a peer, or received from one).',
@@ -62,4 +72,24 @@ export function registerReplicationMetrics(registry: Registry, replication: Repl
     registry,
     read: () => Object.entries(replication.source?.counts.dropped ?? { garbage: 0, too_far_behind: 0, timeout: 0 }).map(([reason, count]) => [{ reason }, count]),
   })
+}
+
+function registerCatchUpMetrics(registry: Registry, replication: Replication): void {
+  const catchUp = replication.catchUp
+  if (catchUp === null) return
+  mirroredCounter({
+    name: 'shardline_replication_catch_ups_total',
+    help: 'Catch-ups of a primary after a stall or a lost write-back link, by outcome: caught_up, or gave_up (timed out and served what it had).',
+    labelNames: ['outcome'],
+    registry,
+    read: () => Object.entries(catchUp.counts).map(([outcome, count]) => [{ outcome }, count]),
+  })
+  const duration = new Histogram({
+    name: 'shardline_replication_catch_up_duration_seconds',
+    help: 'How long a primary answered -LOADING while catching up with its replicas, by outcome.',
+    labelNames: ['outcome'],
+    buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [registry],
+  })
+  catchUp.onEnded((outcome, seconds) => duration.observe({ outcome }, seconds))
 }

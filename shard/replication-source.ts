@@ -5,7 +5,7 @@ import type { Logger } from '../common/logger.ts'
 import { RespRequestParser } from '../common/resp-request-parser.ts'
 import { RespWriter } from '../common/resp-writer.ts'
 import { NOT_IN_BACKLOG, type ReplicationLog } from './replication-log.ts'
-import { ACK, CONTINUE, FULLSYNC, HEARTBEAT, SNAPSHOT_BATCH_KEYS, SNAPSHOT_DONE, command, writeSnapshotBatch } from './replication-wire.ts'
+import { ACK, BARRIER, CONTINUE, FULLSYNC, HEARTBEAT, SNAPSHOT_BATCH_KEYS, SNAPSHOT_DONE, command, writeSnapshotBatch } from './replication-wire.ts'
 import type { Store } from './store.ts'
 
 export interface SourceSettings {
@@ -30,6 +30,8 @@ export type DropReason = 'garbage' | 'too_far_behind' | 'timeout'
 const SNAPSHOT_BATCHES_PER_TURN = 8
 /** Above this many bytes queued on the socket, the snapshot waits for it to drain. */
 const SNAPSHOT_HIGH_WATER_BYTES = 4 * 1024 * 1024
+/** A barrier's token is the peer's own counter: anything longer is not one. */
+const MAX_BARRIER_TOKEN_BYTES = 64
 
 export class ReplicationSource {
   readonly counts = { fullSyncs: 0, partialSyncs: 0, dropped: { garbage: 0, too_far_behind: 0, timeout: 0 } as Record<DropReason, number> }
@@ -186,17 +188,26 @@ export class ReplicationSource {
         this.drop(peer, 'timeout', `no acknowledgement for ${now - peer.lastAckAt} ms`)
         continue
       }
-      this.sendLog(peer)
-      if (peer.socket.destroyed) continue
-      const writer = new RespWriter()
-      const lag = this.log.lagBehind(peer.ackedOffset)
-      command(writer, HEARTBEAT, [String(peer.sentOffset), String(lag.ops), String(lag.bytes), String(now)])
-      writer.writeTo(peer.socket)
+      this.sendHeartbeat(peer, now)
     }
+  }
+
+  // The log appended so far goes first: every op below the head a heartbeat names is sent before it.
+  private sendHeartbeat(peer: Peer, now: number, barrierToken?: string): void {
+    this.sendLog(peer)
+    if (peer.socket.destroyed) return
+    const writer = new RespWriter()
+    const lag = this.log.lagBehind(peer.ackedOffset)
+    command(writer, HEARTBEAT, [String(peer.sentOffset), String(lag.ops), String(lag.bytes), String(now), ...(barrierToken === undefined ? [] : [barrierToken])])
+    writer.writeTo(peer.socket)
   }
 
   private receive(peer: Peer, args: Buffer[]): void {
     const name = args[0].toString('latin1').toUpperCase()
+    if (name === BARRIER && args.length === 2 && args[1].length <= MAX_BARRIER_TOKEN_BYTES) {
+      this.sendHeartbeat(peer, Date.now(), args[1].toString('latin1'))
+      return
+    }
     const offset = args.length === 2 ? Number(args[1].toString('latin1')) : NaN
     if (name !== ACK || !Number.isSafeInteger(offset) || offset < 0 || offset > this.log.headOffset) {
       this.drop(peer, 'garbage', `it sent ${JSON.stringify(args.map((a) => a.subarray(0, 64).toString('latin1')))} where only "${ACK} <offset>" belongs`)

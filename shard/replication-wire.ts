@@ -24,6 +24,11 @@ export const DROP = 'SL.DROP' // <key> <version>: evicted on the primary; drop i
 // counter-entry.ts): its per-writer components cannot travel as a plain versioned value.
 export const PUT_ENTRY = 'SL.PUTE'
 export const FLUSH = 'FLUSHALL'
+// Peer → source: SL.BARRIER <token>, sent by a primary catching up on its write-back link. The
+// source sends the ops it holds, then answers at once with SL.HEARTBEAT <head offset> <ops> <bytes>
+// <sent at> <token>: the peer has everything its replica took once it applied up to that head. The
+// token tells the answer from a heartbeat that waited in the socket while the peer was stalled.
+export const BARRIER = 'SL.BARRIER'
 
 /** The log op for a key that now holds packed (a value or a tombstone). */
 export function writeChangeOp(writer: RespWriter, key: string, packed: string, now: number): void {

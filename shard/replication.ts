@@ -1,8 +1,9 @@
 // One shard's replication: its log and the source that serves it, the link to its primary
-// (replicaOf), the write-back links to its replicas, warm-up, and the state /stats shows.
+// (replicaOf), the write-back links to its replicas, loading (warm-up, catch-up), and /stats.
 import type net from 'node:net'
 import type { Logger } from '../common/logger.ts'
 import { RespWriter } from '../common/resp-writer.ts'
+import { CatchUp, type CatchUpSettings } from './catch-up.ts'
 import { CommandError } from './commands.ts'
 import { entryVersion } from './entry.ts'
 import { ReplicationLink } from './replication-link.ts'
@@ -19,15 +20,30 @@ export interface ReplicationSettings extends SourceSettings {
   backlogBytes: number
   /** How long an empty primary waits for a replica's snapshot before serving empty. */
   warmupTimeoutMs: number
+  catchUp: CatchUpSettings
 }
 
 export type ReplicationRole = 'primary' | 'replica' | 'standalone'
+
+/**
+ * Why a primary answers -LOADING: warm-up (started empty, loading a replica's snapshot) or
+ * catch-up (back from a stall, or a write-back link back, applying what its replicas took).
+ */
+export type LoadingReason = 'warm_up' | 'catch_up'
+
+/** What the shard is doing, as -LOADING replies and /readyz say it. */
+export const LOADING_ACTIVITY: Record<LoadingReason, string> = {
+  warm_up: 'warming up from its replicas',
+  catch_up: 'catching up with its replicas',
+}
 
 export class Replication {
   readonly role: ReplicationRole
   readonly upstream: ReplicationLink | null
   readonly writeBacks: ReplicationLink[]
   warmingUp: boolean
+  /** A primary's catch-up (null for others, or when catchUp.timeoutMs is 0). */
+  readonly catchUp: CatchUp | null
   private readonly settings: ReplicationSettings
   private readonly store: Store
   private readonly logger: Logger
@@ -39,22 +55,31 @@ export class Replication {
     this.store = store
     this.logger = logger
     this.role = settings.replicaOf ? 'replica' : settings.replicas.length > 0 ? 'primary' : 'standalone'
-    const link = (peer: string, direction: 'upstream' | 'write-back') => new ReplicationLink({
-      peer,
-      direction,
-      selfName,
-      store,
-      // Writes from the primary are not logged again (a replica's log holds only the writes it
-      // took itself, during failover); writes flowing back to a primary are, for its other replicas.
-      applying: direction === 'upstream' ? (apply) => this.muted(apply) : (apply) => apply(),
-      timeoutMs: settings.timeoutMs,
-      maxValueBytes,
-      log: logger,
-      onSnapshotApplied: (keysSeen) => this.snapshotApplied(peer, direction, keysSeen),
-    })
+    const link = (peer: string, direction: 'upstream' | 'write-back'): ReplicationLink => {
+      const created = new ReplicationLink({
+        peer,
+        direction,
+        selfName,
+        store,
+        // Writes from the primary are not logged again (a replica's log holds only the writes it
+        // took itself, during failover); writes flowing back to a primary are, for its other replicas.
+        applying: direction === 'upstream' ? (apply) => this.muted(apply) : (apply) => apply(),
+        timeoutMs: settings.timeoutMs,
+        maxValueBytes,
+        log: logger,
+        onSnapshotApplied: (keysSeen) => this.snapshotApplied(peer, direction, keysSeen),
+        onResynced: (samePeerProcess) => {
+          if (direction === 'write-back') this.catchUp?.resynced(created, samePeerProcess)
+        },
+      })
+      return created
+    }
     this.upstream = settings.replicaOf ? link(settings.replicaOf, 'upstream') : null
     this.writeBacks = settings.replicas.map((peer) => link(peer, 'write-back'))
     this.warmingUp = this.writeBacks.length > 0
+    this.catchUp = this.writeBacks.length > 0 && settings.catchUp.timeoutMs > 0
+      ? new CatchUp({ links: this.writeBacks, settings: settings.catchUp, linkTimeoutMs: settings.timeoutMs, logger, held: () => this.warmingUp })
+      : null
     // A configured shard logs from its first write, so a peer that connects later can resume.
     if (this.role !== 'standalone') this.serve()
   }
@@ -62,6 +87,7 @@ export class Replication {
   start(): void {
     this.upstream?.start()
     for (const link of this.writeBacks) link.start()
+    this.catchUp?.start()
     if (this.warmingUp) {
       this.logger.info({ replicas: this.settings.replicas, timeoutMs: this.settings.warmupTimeoutMs }, 'warming up: not ready until a replica\'s snapshot is applied')
       this.warmupTimer = setTimeout(() => {
@@ -70,6 +96,21 @@ export class Replication {
         this.logger.warn({ replicas: this.settings.replicas, timeoutMs: this.settings.warmupTimeoutMs }, 'warm-up gave up: no replica answered in time; serving with what this shard has')
       }, this.settings.warmupTimeoutMs)
     }
+  }
+
+  /** Why commands get -LOADING now, or null when the shard serves. */
+  get loading(): LoadingReason | null {
+    if (this.warmingUp) return 'warm_up'
+    return this.catchUp?.active ? 'catch_up' : null
+  }
+
+  /**
+   * loading, checked before a command runs; readAt is when its bytes were read, so a stall of the
+   * event loop is noticed before the first command that waited through it is answered.
+   */
+  loadingAt(readAt: number): LoadingReason | null {
+    this.catchUp?.noticeStall(readAt)
+    return this.loading
   }
 
   /** SL.SYNC <replid|?> <offset|-1> [peer name]: hands the connection to the source. */
@@ -85,7 +126,9 @@ export class Replication {
     const serving = this.serving
     return {
       role: this.role,
+      loading: this.loading,
       warmingUp: this.warmingUp,
+      catchUp: this.catchUp?.describe() ?? null,
       replid: serving?.log.replid ?? null,
       offset: serving?.log.headOffset ?? 0,
       backlog: serving ? { firstOffset: serving.log.firstOffset, bytes: serving.log.bytes, maxBytes: serving.log.maxBytes } : null,
@@ -107,6 +150,7 @@ export class Replication {
 
   close(): void {
     if (this.warmupTimer) clearTimeout(this.warmupTimer)
+    this.catchUp?.close()
     this.upstream?.close()
     for (const link of this.writeBacks) link.close()
     this.serving?.source.close()

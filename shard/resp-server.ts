@@ -9,7 +9,7 @@ import { RespProtocolError, RespQueryBufferError, RespRequestParser, type Comman
 import { RespWriter } from '../common/resp-writer.ts'
 import { COMMANDS, CommandError, type CommandContext, type CommandLimits } from './commands.ts'
 import type { ConnectionStats, DropReason, ShardMetrics } from './metrics.ts'
-import type { Replication } from './replication.ts'
+import { LOADING_ACTIVITY, type Replication } from './replication.ts'
 import { StoreError, type Store } from './store.ts'
 import { ThrottledWarnings } from '../common/throttled-warning.ts'
 
@@ -36,7 +36,7 @@ export interface RespServerOptions {
   connections: ConnectionStats
   info(sections: string[]): string
   config(): Record<string, string>
-  replication: Pick<Replication, 'attach' | 'warmingUp'>
+  replication: Pick<Replication, 'attach' | 'loadingAt'>
 }
 
 /** Room a request needs beyond its value: the key, the command and the framing. */
@@ -304,7 +304,11 @@ export class RespServer {
       if (spec.arity > 0 ? args.length !== spec.arity : args.length < -spec.arity) {
         throw new CommandError(`ERR wrong number of arguments for '${spec.name}' command`)
       }
-      if (this.options.replication.warmingUp && !spec.whileLoading) throw new CommandError('LOADING shardline shard is warming up from its replicas')
+      if (!spec.whileLoading) {
+        // The clock as last read for this client (its bytes arrived, or its replies were taken): none per command.
+        const loading = this.options.replication.loadingAt(client.lastActivityAt)
+        if (loading !== null) throw new CommandError(`LOADING shardline shard is ${LOADING_ACTIVITY[loading]}`)
+      }
       spec.run(client.context, args)
       instruments.ok++
     } catch (error) {

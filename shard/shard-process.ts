@@ -7,7 +7,7 @@ import { createAdminServer } from './admin.ts'
 import type { ShardConfig } from './config.ts'
 import { renderInfo } from './info.ts'
 import { newConnectionStats, ShardMetrics } from './metrics.ts'
-import { Replication } from './replication.ts'
+import { LOADING_ACTIVITY, Replication } from './replication.ts'
 import { registerReplicationMetrics } from './replication-metrics.ts'
 import { RespServer } from './resp-server.ts'
 import { Store } from './store.ts'
@@ -65,7 +65,8 @@ export async function startShard(config: ShardConfig, log: Logger): Promise<Runn
     memory: process.memoryUsage(),
     replication: replication.stats(),
   })
-  const admin = createAdminServer({ store, metrics, limits: config.limits, log, stats, ready: () => !closing && !replication.warmingUp })
+  const notReadyBecause = () => closing ? 'shutting down' : replication.loading && LOADING_ACTIVITY[replication.loading]
+  const admin = createAdminServer({ store, metrics, limits: config.limits, log, stats, notReadyBecause })
   const data = await resp.listen(config.port, config.host)
   dataPort = data.port
   await admin.listen({ port: config.adminPort, host: config.host })
