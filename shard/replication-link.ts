@@ -95,6 +95,19 @@ export class ReplicationLink {
     this.connect()
   }
 
+  /**
+   * Reconnects now if the link waits out a backoff: its peer just connected to this shard, so it is
+   * back (a restarted primary warming up from its replica), and every backoff millisecond more is
+   * a window where routers read this replica without the writes that primary takes.
+   */
+  retryNow(): void {
+    if (this.closed || this.reconnectTimer === null || this.state !== 'connecting') return
+    clearTimeout(this.reconnectTimer)
+    this.reconnectTimer = null
+    this.backoffMs = RECONNECT_MIN_MS
+    this.connect()
+  }
+
   close(): void {
     this.closed = true
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer)
@@ -197,7 +210,10 @@ export class ReplicationLink {
     if (this.closed) return
     const delay = this.backoffMs * (0.5 + Math.random())
     this.backoffMs = Math.min(RECONNECT_MAX_MS, this.backoffMs * 2)
-    this.reconnectTimer = setTimeout(() => this.connect(), delay)
+    this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = null
+      this.connect()
+    }, delay)
   }
 
   private handle(args: Buffer[]): void {

@@ -119,6 +119,8 @@ export class Replication {
     const offset = Number(args[2].toString('latin1'))
     if (!Number.isSafeInteger(offset) || offset < -1) throw new CommandError('ERR offset must be an integer >= -1')
     const peerName = args[3]?.toString('latin1') ?? `${socket.remoteAddress}:${socket.remotePort}`
+    // A peer syncing from this replica is most likely its primary back from a restart.
+    this.upstream?.retryNow()
     return this.serve().source.attach(socket, { replid: args[1].toString('latin1'), offset, peerName })
   }
 
