@@ -1,11 +1,12 @@
-// Replicated clusters for fault tests: shard pairs (a primary and its replica, naming each other) and a
-// router, on loopback or in network-namespace test hosts; kill, hang, cut, digests, and recording writers.
+// Replicated clusters for fault tests: shard pairs (a primary and its replica, naming each other) and
+// routers, on loopback or in network-namespace test hosts; kill, hang, cut, digests, and recording writers.
 import { once } from 'node:events'
 import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Redis } from 'ioredis'
+import { stringify as stringifyYaml } from 'yaml'
 import { createTestHosts, ROOT, type TestNetwork } from './netns.ts'
 import { SHARD_READY, freePort, startRouterProcess, startShardProcess, superviseProcess, waitFor, type RouterProcess, type ShardProcess, type Teardown } from './processes.ts'
 
@@ -153,6 +154,8 @@ export interface ShardReplicationSettings {
   timeoutMs: number
   heartbeatMs: number
   warmupTimeoutMs: number
+  /** Below the routers' op timeout (DEFAULT_ROUTER.timeoutMs), as the README asks. */
+  catchUp: { stallMs: number }
 }
 
 export interface RouterSettings {
@@ -164,15 +167,22 @@ export interface RouterSettings {
   connectTimeoutMs: number
 }
 
+/** The pool's hotKeys settings in the router config (see the README's Hot keys). */
+export type HotKeySettings = Record<string, number | boolean>
+
 export interface ClusterOptions {
   pairs?: number
-  /** Run each shard in its own network-namespace test host (p0, r0, p1, …); the router stays in the root namespace. */
+  /** Run each shard in its own network-namespace test host (p0, r0, p1, …); the routers stay in the root namespace. */
   netns?: boolean
   replication?: Partial<ShardReplicationSettings>
   router?: Partial<RouterSettings>
+  /** Routers over the same pairs, each deciding on its own which keys are hot (default 1). */
+  routers?: number
+  /** Default: spreading off, as these writers' keys are hot and copies of a hot key may be stale. */
+  hotKeys?: HotKeySettings
 }
 
-export const DEFAULT_REPLICATION: ShardReplicationSettings = { timeoutMs: 1000, heartbeatMs: 50, warmupTimeoutMs: 15_000 }
+export const DEFAULT_REPLICATION: ShardReplicationSettings = { timeoutMs: 1000, heartbeatMs: 50, warmupTimeoutMs: 15_000, catchUp: { stallMs: 250 } }
 export const DEFAULT_ROUTER: RouterSettings = { heartbeatMs: 100, failuresBeforeKnockout: 2, probeInitialMs: 100, probeMaxMs: 400, timeoutMs: 500, connectTimeoutMs: 300 }
 
 type Party = ShardNode | 'router'
@@ -183,19 +193,20 @@ export class ReplicatedCluster {
   readonly network: TestNetwork | null
   readonly replicationSettings: ShardReplicationSettings
   readonly routerSettings: RouterSettings
+  /** The first router, which the writers and checkWrites use. */
   readonly router: RouterClient
-  readonly routerProcess: RouterProcess
+  readonly routers: RouterClient[]
   private readonly cleanups: (() => unknown)[]
   private readonly cuts = new Map<string, [string, string]>()
 
-  constructor(fields: Pick<ReplicatedCluster, 'pairs' | 'network' | 'replicationSettings' | 'routerSettings' | 'routerProcess'>, cleanups: (() => unknown)[]) {
+  constructor(fields: Pick<ReplicatedCluster, 'pairs' | 'network' | 'replicationSettings' | 'routerSettings'> & { routerProcesses: RouterProcess[] }, cleanups: (() => unknown)[]) {
     this.pairs = fields.pairs
     this.nodes = fields.pairs.flatMap((pair) => [pair.primary, pair.replica])
     this.network = fields.network
     this.replicationSettings = fields.replicationSettings
     this.routerSettings = fields.routerSettings
-    this.routerProcess = fields.routerProcess
-    this.router = new RouterClient(fields.routerProcess.url, fields.routerProcess.adminUrl)
+    this.routers = fields.routerProcesses.map((process) => new RouterClient(process.url, process.adminUrl))
+    this.router = this.routers[0]
     this.cleanups = cleanups
   }
 
@@ -220,16 +231,20 @@ export class ReplicatedCluster {
     await Promise.all(this.nodes.filter((node) => !node.running).map((node) => node.start()))
   }
 
-  /** Every shard ready (warm-up done) and every destination admitted by the router. */
+  /** Every shard ready (warm-up done) and every destination admitted by every router. */
   async waitHealthy(timeoutMs = 20_000): Promise<void> {
     let last = ''
+    const deadline = Date.now() + timeoutMs
+    // Shards first: a router's /admin/shards reads every shard's /stats, too much to ask every 20 ms of a
+    // machine busy restarting one.
+    await waitFor(async () => (await Promise.all(this.nodes.map((node) => node.ready()))).every(Boolean), timeoutMs, () => `a shard never became ready\n${this.outputTails()}`)
     await waitFor(async () => {
       const ready = await Promise.all(this.nodes.map((node) => node.ready()))
-      const shards = await this.router.shards().catch(() => [])
-      const out = shards.filter((d) => d.knockedOut).map((d) => d.name)
-      last = `ready: ${JSON.stringify(Object.fromEntries(this.nodes.map((node, i) => [node.name, ready[i]])))}, knocked out: ${JSON.stringify(out)}`
-      return ready.every(Boolean) && shards.length === this.nodes.length && out.length === 0
-    }, timeoutMs, () => `the cluster never became healthy (${last})\n${this.outputTails()}`)
+      const views = await Promise.all(this.routers.map((router) => router.shards().catch(() => [])))
+      const out = views.map((shards) => shards.filter((d) => d.knockedOut).map((d) => d.name))
+      last = `ready: ${JSON.stringify(Object.fromEntries(this.nodes.map((node, i) => [node.name, ready[i]])))}, knocked out per router: ${JSON.stringify(out)}`
+      return ready.every(Boolean) && views.every((shards, i) => shards.length === this.nodes.length && out[i].length === 0)
+    }, Math.max(0, deadline - Date.now()), () => `the cluster never became healthy (${last})\n${this.outputTails()}`)
   }
 
   /** Waits until a pair's primary and replica hold the same data, seen equal on three polls in a row. */
@@ -283,7 +298,7 @@ export class ReplicatedCluster {
   }
 }
 
-/** Starts the shard pairs and a router over them; everything is killed when t ends. */
+/** Starts the shard pairs and the routers over them; everything is killed when t ends. */
 export async function startReplicatedCluster(t: Teardown, options: ClusterOptions = {}): Promise<ReplicatedCluster> {
   const replicationSettings = { ...DEFAULT_REPLICATION, ...options.replication }
   const routerSettings = { ...DEFAULT_ROUTER, ...options.router }
@@ -300,7 +315,7 @@ export async function startReplicatedCluster(t: Teardown, options: ClusterOption
   }
 
   const shardConfig = join(dir, 'shard.yaml')
-  writeFileSync(shardConfig, `replication:\n${Object.entries(replicationSettings).map(([key, value]) => `  ${key}: ${value}`).join('\n')}\n`)
+  writeFileSync(shardConfig, stringifyYaml({ replication: replicationSettings }))
   const place = async (hostName: string) => network
     ? { host: network.hosts[hostName].address, port: NETNS_PORTS.data, adminPort: NETNS_PORTS.admin, testHost: hostName }
     : { host: '127.0.0.1', port: await freePort(), adminPort: await freePort(), testHost: null }
@@ -323,9 +338,9 @@ export async function startReplicatedCluster(t: Teardown, options: ClusterOption
   await Promise.all(pairs.flatMap((pair) => [pair.primary.start(), pair.replica.start()]))
 
   const routerConfig = join(dir, 'router.yaml')
-  writeFileSync(routerConfig, routerYaml(pairs, routerSettings))
-  const routerProcess = await startRouterProcess(owner, routerConfig)
-  const cluster = new ReplicatedCluster({ pairs, network, replicationSettings, routerSettings, routerProcess }, cleanups)
+  writeFileSync(routerConfig, routerYaml(pairs, routerSettings, options.hotKeys ?? { enabled: false }))
+  const routerProcesses = await Promise.all(Array.from({ length: options.routers ?? 1 }, () => startRouterProcess(owner, routerConfig)))
+  const cluster = new ReplicatedCluster({ pairs, network, replicationSettings, routerSettings, routerProcesses }, cleanups)
   await cluster.waitHealthy()
   return cluster
 }
@@ -335,15 +350,14 @@ async function runCleanups(cleanups: (() => unknown)[]): Promise<void> {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
 }
 
-// Hot-key spreading is off: copies of a hot key are allowed to be stale, and these writers are hot.
-function routerYaml(pairs: ShardPair[], settings: RouterSettings): string {
+function routerYaml(pairs: ShardPair[], settings: RouterSettings, hotKeys: HotKeySettings): string {
   const destination = (node: ShardNode) => `{ address: "${node.address}", admin: "${node.host}:${node.adminPort}" }`
   return `listen:
   data: 127.0.0.1:0
   admin: 127.0.0.1:0
 pools:
   main:
-    hotKeys: { enabled: false }
+    hotKeys: { ${Object.entries(hotKeys).map(([key, value]) => `${key}: ${value}`).join(', ')} }
     shards:
 ${pairs.map((pair) => `      - name: ${pair.name}
         primary: ${destination(pair.primary)}
@@ -411,6 +425,13 @@ export class RouterClient {
   async shards(): Promise<RouterDestination[]> {
     const response = await fetch(`${this.adminUrl}/admin/shards`, { signal: AbortSignal.timeout(2000) })
     return ((await response.json()) as { destinations: RouterDestination[] }).destinations
+  }
+
+  /** The keys this router currently spreads (hot, over copies or sub-counters) in a pool. */
+  async spreadKeys(pool = 'main'): Promise<Set<string>> {
+    const response = await fetch(`${this.adminUrl}/admin/hotkeys`, { signal: AbortSignal.timeout(2000) })
+    const { pools } = (await response.json()) as { pools: Record<string, { key: string; spread: boolean }[]> }
+    return new Set((pools[pool] ?? []).filter((hitter) => hitter.spread).map((hitter) => hitter.key))
   }
 }
 
