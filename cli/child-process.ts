@@ -13,6 +13,18 @@ const RESTART_INITIAL_MS = 250
 const RESTART_MAX_MS = 10_000
 /** A child that ran this long before dying is restarted at the initial delay again. */
 const STABLE_RUN_MS = 30_000
+/** Lines of a start's output kept for its failure: the error a process prints before exiting. */
+const START_OUTPUT_LINES = 50
+
+/** A start that exited before its ready line, with the last lines it printed (why, e.g. EADDRINUSE). */
+export class ChildStartError extends Error {
+  readonly output: string
+
+  constructor(message: string, output: string) {
+    super(message)
+    this.output = output
+  }
+}
 
 export interface ChildOptions {
   name: string
@@ -24,7 +36,7 @@ export interface ChildOptions {
 
 export class SupervisedChild {
   readonly name: string
-  /** The ready line of the first start; rejects if the first start dies before it. */
+  /** The ready line of the first start; rejects (ChildStartError) if the first start dies before it. */
   readonly ready: Promise<RegExpExecArray>
   /** The arguments a restart uses (the cluster pins ports the first start picked). */
   args: string[]
@@ -69,14 +81,17 @@ export class SupervisedChild {
     const startedAt = Date.now()
     const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>
     const ready = new Promise<RegExpExecArray>((resolve, reject) => {
+      const output: string[] = []
       for (const stream of [child.stdout!, child.stderr!]) {
         createInterface({ input: stream }).on('line', (line) => {
           process.stdout.write(`[${this.name}] ${line}\n`)
           const match = this.options.readyLine.exec(line)
           if (match) resolve(match)
+          else if (output.push(line) > START_OUTPUT_LINES) output.shift()
         })
       }
-      void exited.then(([code, signal]) => reject(new Error(`${this.name} exited (${signal ?? code}) before it was ready`)))
+      // 'close' rather than 'exit': every line the child printed has been read by then.
+      void once(child, 'close').then(([code, signal]) => reject(new ChildStartError(`${this.name} exited (${signal ?? code}) before it was ready`, output.join('\n'))))
     })
     ready.catch(() => {})
     return { child, startedAt, exited, ready }

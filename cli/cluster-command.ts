@@ -8,15 +8,18 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { parse, stringify } from 'yaml'
-import { createLogger } from '../common/logger.ts'
-import { loadRouterConfig, type DestinationConfig } from '../router/config.ts'
-import { SupervisedChild } from './child-process.ts'
+import { createLogger, type Logger } from '../common/logger.ts'
+import { loadRouterConfig, type DestinationConfig, type ShardConfig } from '../router/config.ts'
+import { ChildStartError, SupervisedChild } from './child-process.ts'
 
 export const DEFAULT_CLUSTER_CONFIG = fileURLToPath(new URL('../config/local.yaml', import.meta.url))
 const SHARD_READY = /shardline shard \S+ ready: resp ([\d.]+):(\d+) admin http:\/\/([\d.]+):(\d+)/
 const ROUTER_READY = /shardline router ready: (http:\/\/\S+) admin (http:\/\/\S+)/
 const LOOPBACK = /^(127\.\d+\.\d+\.\d+|localhost|::1)$/
+const ADDRESS_IN_USE = /EADDRINUSE: address already in use (\S+):(\d+)/
 const STOP_DEADLINE_MS = 5000
+/** Starts of a shard group on newly picked ports before the cluster gives up on it. */
+export const PORT_ATTEMPTS = 5
 
 export async function runClusterCommand(argv: string[]): Promise<void> {
   const { values } = parseArgs({ args: argv, options: { config: { type: 'string' }, 'max-memory': { type: 'string' } }, strict: true })
@@ -24,14 +27,14 @@ export async function runClusterCommand(argv: string[]): Promise<void> {
   const config = loadRouterConfig(file)
   const log = createLogger('cluster')
   const env = { ...process.env, SHARDLINE_LOG_FORMAT: process.stdout.isTTY ? 'pretty' : (process.env.SHARDLINE_LOG_FORMAT ?? 'json') }
-  const children: SupervisedChild[] = []
+  const children = new Set<SupervisedChild>()
   let stopping = false
   const stopAll = async (code: number) => {
     if (stopping) return
     stopping = true
     const deadline = setTimeout(() => children.forEach((child) => child.kill('SIGKILL')), STOP_DEADLINE_MS)
     // The router drains first, so requests in flight still find their shards.
-    const [routers, shards] = [children.filter((c) => c.name === 'router'), children.filter((c) => c.name !== 'router')]
+    const [routers, shards] = [[...children].filter((c) => c.name === 'router'), [...children].filter((c) => c.name !== 'router')]
     for (const group of [routers, shards]) await Promise.all(group.map((child) => child.stop('SIGTERM')))
     clearTimeout(deadline)
     process.exit(code)
@@ -42,53 +45,30 @@ export async function runClusterCommand(argv: string[]): Promise<void> {
   try {
     // Port 0 in the config means "pick one": the router then gets a copy of the same YAML with
     // the real addresses written over the destinations, every other setting as the user wrote it.
-    let portsChanged = false
-    const starting: Array<Promise<void>> = []
     const yaml = parse(readFileSync(file, 'utf8')) as { pools: Record<string, { shards: Array<{ primary: unknown; replicas?: unknown[] }> }> }
-    for (const [poolName, pool] of Object.entries(config.pools)) {
-      for (const [s, shard] of pool.shards.entries()) {
-        const written = yaml.pools[poolName].shards[s]
-        const destinations: Array<[string, DestinationConfig, (address: string, admin: string) => void]> = [
-          [shard.name, shard.primary, (address, admin) => (written.primary = { address, admin })],
-          ...shard.replicas.map((replica, r): [string, DestinationConfig, (address: string, admin: string) => void] =>
-            [`${shard.name}.replica${r + 1}`, replica, (address, admin) => (written.replicas![r] = { address, admin })]),
-        ]
-        // Data ports are fixed before anything starts: a primary and its replicas name each
-        // other on their command lines (--replicas, --replicaof).
-        const dataPorts: number[] = []
-        for (const [, destination] of destinations) {
-          const { host, port } = destination.address
-          if (port === 0 && LOOPBACK.test(host)) portsChanged = true
-          dataPorts.push(port === 0 && LOOPBACK.test(host) ? await freePort(host) : port)
-        }
-        const dataAddresses = destinations.map(([, destination], d) => `${destination.address.host}:${dataPorts[d]}`)
-        for (const [d, [name, destination, record]] of destinations.entries()) {
-          if (!LOOPBACK.test(destination.address.host)) continue
-          const args = ['shard', '--name', name, '--host', destination.address.host, '--port', String(dataPorts[d]), '--admin-port', String(destination.admin?.port ?? 0)]
-          if (d === 0 && dataAddresses.length > 1) args.push('--replicas', dataAddresses.slice(1).join(','))
-          if (d > 0) args.push('--replicaof', dataAddresses[0])
-          if (values['max-memory']) args.push('--max-memory', values['max-memory'])
-          const child = new SupervisedChild({ name: `${poolName}/${name}`, args, readyLine: SHARD_READY, env, log })
-          children.push(child)
-          starting.push(child.ready.then((match) => {
-            if (destination.admin?.port === 0) portsChanged = true
-            record(`${match[1]}:${match[2]}`, `${match[3]}:${match[4]}`)
-            // A restart must come back on the admin port the router's config now names.
-            child.args = args.map((arg, i) => (args[i - 1] === '--admin-port' ? match[4] : arg))
-          }))
-        }
-      }
-    }
-    await Promise.all(starting)
+    const flags = values['max-memory'] ? ['--max-memory', values['max-memory']] : []
+    const groups = Object.entries(config.pools).flatMap(([pool, { shards }]) => shards.map((shard, s) => ({ pool, shard, written: yaml.pools[pool].shards[s] })))
+    // Every group is awaited, failed or not, so that none is still starting processes when a
+    // failure stops them all.
+    const outcomes = await Promise.allSettled(groups.map(async ({ pool, shard, written }) => {
+      const started = await startShardGroup({ pool, shard, flags, env, log, children, pickPort: freePort })
+      started.forEach((where, d) => {
+        if (where && d === 0) written.primary = where
+        else if (where) written.replicas![d - 1] = where
+      })
+    }))
+    const failed = outcomes.find((outcome) => outcome.status === 'rejected')
+    if (failed) throw failed.reason
     let routerConfig = file
-    if (portsChanged) {
+    if (groups.some(({ shard }) => [shard.primary, ...shard.replicas].some(picksPorts))) {
       routerConfig = join(mkdtempSync(join(tmpdir(), 'shardline-cluster-')), 'router.yaml')
       writeFileSync(routerConfig, stringify(yaml))
     }
+    const shardCount = children.size
     const router = new SupervisedChild({ name: 'router', args: ['router', '--config', routerConfig], readyLine: ROUTER_READY, env, log })
-    children.push(router)
+    children.add(router)
     const [, dataUrl, adminUrl] = await router.ready
-    console.log(`shardline cluster ready: ${dataUrl} (admin ${adminUrl}), ${children.length - 1} shard processes`)
+    console.log(`shardline cluster ready: ${dataUrl} (admin ${adminUrl}), ${shardCount} shard processes`)
     console.log(`  try: curl -XPOST ${dataUrl}/k -H 'content-type: application/json' -d '{"value":"v","ttl":60}'`)
   } catch (error) {
     log.error({ error: (error as Error).message }, 'the local cluster did not start')
@@ -96,9 +76,86 @@ export async function runClusterCommand(argv: string[]): Promise<void> {
   }
 }
 
-// A port the kernel says is free now. Another process could take it before the shard binds;
-// on a developer's loopback that race is rare and shows as a clear "address in use" exit.
-async function freePort(host: string): Promise<number> {
+export interface ShardGroupStart {
+  pool: string
+  /** The primary and its replicas; those not on loopback run elsewhere and are not started. */
+  shard: ShardConfig
+  /** Flags every shard process gets (--max-memory). */
+  flags: string[]
+  env: NodeJS.ProcessEnv
+  log: Logger
+  /** Every process started and not given up on, so that a stop reaches it. */
+  children: Set<SupervisedChild>
+  /** A port free on host right now, for a destination whose port is 0. */
+  pickPort(host: string): Promise<number>
+}
+
+/** Where a started destination listens, as host:port; null for one this cluster does not run. */
+export type StartedDestination = { address: string; admin: string } | null
+
+/**
+ * Starts a primary and its replicas, which name each other's data ports on their command lines
+ * (--replicas, --replicaof): so those ports are picked before any of them starts, and another
+ * process can take one in between (any program on the machine binding port 0, or connecting
+ * out). A group whose start fails on a port it picked is stopped and started again on newly
+ * picked ports, up to PORT_ATTEMPTS times; any other failure, a port the config fixes among
+ * them, fails at once. Resolves with where each destination listens, in the order primary first.
+ */
+export async function startShardGroup(group: ShardGroupStart): Promise<StartedDestination[]> {
+  const destinations = [group.shard.primary, ...group.shard.replicas]
+  const names = [group.shard.name, ...group.shard.replicas.map((_, r) => `${group.shard.name}.replica${r + 1}`)]
+  for (let attempt = 1; ; attempt++) {
+    const picked = new Set<number>()
+    const dataPorts: number[] = []
+    for (const destination of destinations) {
+      const port = destination.address.port === 0 && LOOPBACK.test(destination.address.host) ? await group.pickPort(destination.address.host) : destination.address.port
+      if (port !== destination.address.port) picked.add(port)
+      dataPorts.push(port)
+    }
+    const dataAddresses = destinations.map((destination, d) => `${destination.address.host}:${dataPorts[d]}`)
+    const started = destinations.map((destination, d) => {
+      if (!LOOPBACK.test(destination.address.host)) return null
+      const args = ['shard', '--name', names[d], '--host', destination.address.host, '--port', String(dataPorts[d]), '--admin-port', String(destination.admin?.port ?? 0), ...group.flags]
+      if (d === 0 && dataAddresses.length > 1) args.push('--replicas', dataAddresses.slice(1).join(','))
+      if (d > 0) args.push('--replicaof', dataAddresses[0])
+      const child = new SupervisedChild({ name: `${group.pool}/${names[d]}`, args, readyLine: SHARD_READY, env: group.env, log: group.log })
+      group.children.add(child)
+      return child
+    })
+    const outcomes = await Promise.allSettled(started.map((child) => child?.ready))
+    const failure = outcomes.find((outcome) => outcome.status === 'rejected')
+    if (failure === undefined) {
+      return started.map((child, d) => {
+        if (child === null) return null
+        const [, host, port, adminHost, adminPort] = (outcomes[d] as PromiseFulfilledResult<RegExpExecArray>).value
+        // A restart must come back on the admin port the router's config now names.
+        child.args = child.args.map((arg, i) => (child.args[i - 1] === '--admin-port' ? adminPort : arg))
+        return { address: `${host}:${port}`, admin: `${adminHost}:${adminPort}` }
+      })
+    }
+    await Promise.all(started.map(async (child) => {
+      if (child === null) return
+      group.children.delete(child)
+      await child.stop('SIGTERM')
+    }))
+    const error = failure.reason as Error
+    const taken = error instanceof ChildStartError ? ADDRESS_IN_USE.exec(error.output) : null
+    if (taken === null) throw error
+    if (!picked.has(Number(taken[2]))) throw new Error(`${error.message}: ${taken[1]}:${taken[2]} is in use by another process`)
+    if (attempt === PORT_ATTEMPTS) {
+      throw new Error(`shard ${group.pool}/${group.shard.name}: another process took a port picked for it before it could listen, ${PORT_ATTEMPTS} times (last ${taken[1]}:${taken[2]})`)
+    }
+    group.log.warn({ shard: `${group.pool}/${group.shard.name}`, port: Number(taken[2]), attempt }, 'another process took a port picked for the shard before it could listen; starting its group again on new ports')
+  }
+}
+
+/** A destination whose real address only the start tells: a loopback port 0, data or admin. */
+function picksPorts(destination: DestinationConfig): boolean {
+  return LOOPBACK.test(destination.address.host) && (destination.address.port === 0 || destination.admin?.port === 0)
+}
+
+/** A port the kernel says is free now; another process may take it before the shard binds it. */
+export async function freePort(host: string): Promise<number> {
   const server = net.createServer()
   server.listen(0, host)
   await once(server, 'listening')

@@ -151,18 +151,20 @@ export function createFront(options: FrontOptions) {
     // Ops go out together; the shard connections pipeline everything sent in one turn, so a
     // batch costs one write per shard. A key read more than once is read once: the ops of a
     // batch run concurrently anyway, and a shard never sends one value many times for one batch.
-    const reads = new Map<string, Promise<OpResult>>()
-    const pending = ops.map((op) => {
-      if (op.kind !== 'get') return tree.route(op)
-      let read = reads.get(op.key)
-      if (read === undefined) reads.set(op.key, (read = tree.route(op)))
-      return read
+    const reads = new Map<string, PendingResult>()
+    const pending: PendingResult[] = []
+    ops.forEach((op, index) => {
+      const shared = op.kind === 'get' ? reads.get(op.key) : undefined
+      if (shared !== undefined) return void shared.indices.push(index)
+      const read = { outcome: tree.route(op), indices: [index] }
+      pending.push(read)
+      if (op.kind === 'get') reads.set(op.key, read)
     })
     const { maxBatchResponseBytes, maxInFlightResponseBytes } = tree.config.limits
-    const holdValue = (result: OpResult) => {
-      if (result.kind === 'get' && result.found) budget.hold(request, reply, result.value.length, maxInFlightResponseBytes)
+    const holdValue = (result: OpResult, copies: number) => {
+      if (result.kind === 'get' && result.found) budget.hold(request, reply, result.value.length * copies, maxInFlightResponseBytes)
     }
-    return reply.type('application/json').send(await renderBatch(pending, holdValue, maxBatchResponseBytes))
+    return reply.type('application/json').send(await renderBatch(pending, ops.length, holdValue, maxBatchResponseBytes))
   })
 
   function toOp(item: BatchItem, limits: RouterConfig['limits']): Op {
@@ -183,43 +185,45 @@ export function createFront(options: FrontOptions) {
 /** How much of a batch is rendered in one event-loop turn before other clients' I/O gets a turn. */
 const RENDER_SLICE_BYTES = 256 * 1024
 
-/** An op's outcome as it arrived: its result, or the error that failed it. */
-type Arrival = { index: number; ok: true; result: OpResult } | { index: number; ok: false; error: unknown }
+/** An op's outcome, and where in the batch it answers: a key read several times, in several places. */
+interface PendingResult {
+  outcome: Promise<OpResult>
+  indices: number[]
+}
+
+/** An outcome as it arrived: its result, or the error that failed it. */
+type Arrival = { indices: number[]; ok: true; result: OpResult } | { indices: number[]; ok: false; error: unknown }
 
 const RESULTS_OPEN = Buffer.from('{"results":[')
 const RESULTS_CLOSE = Buffer.from(']}')
 const COMMA = Buffer.from(',')
 
 /**
- * A batch's response body, each result rendered as it arrives and counted against maxBytes. Past
- * it the batch fails at once with 413: what was rendered is let go, and the results still to come
- * are dropped unrendered. `hold` charges a result to the router's budget before it is rendered
- * (and may refuse it, failing the batch). Results are rendered a slice per event-loop turn, so a
- * batch of large values never holds up other clients for long.
+ * A batch's response body of `count` results, each outcome rendered once as it arrives (its
+ * copies share the rendering) and counted against maxBytes. Past it the batch fails at once with
+ * 413: what was rendered is let go, and the results still to come are dropped unrendered. An
+ * outcome whose copies cannot fit is refused before it is rendered: a value renders to at least
+ * its own bytes, so 1,000 reads of a 1 MiB value cost no escaping, no budget and no render turns.
+ * `hold` charges a result's copies to the router's budget before it is rendered (and may refuse
+ * it, failing the batch). Results are rendered a slice per event-loop turn, so a batch of large
+ * values never holds up other clients for long.
  */
-function renderBatch(pending: Promise<OpResult>[], hold: (result: OpResult) => void, maxBytes: number): Promise<Buffer> {
+function renderBatch(pending: PendingResult[], count: number, hold: (result: OpResult, copies: number) => void, maxBytes: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
-    let rendered = new Array<Buffer[]>(pending.length)
+    let rendered = new Array<Buffer[]>(count)
     let arrived: Arrival[] = []
     let next = 0
-    let bytes = RESULTS_OPEN.length + RESULTS_CLOSE.length
-    let waiting = pending.length
+    let bytes = RESULTS_OPEN.length + RESULTS_CLOSE.length + Math.max(0, count - 1) * COMMA.length
+    let waiting = count
     let failed = false
     let scheduled = false
-    // A key read several times shares one result (see the batch route): its parts are made once.
-    let renderings = new Map<OpResult, Buffer[]>()
-    const renderedOnce = (result: OpResult) => {
-      let parts = renderings.get(result)
-      if (parts === undefined) renderings.set(result, (parts = renderResult(result)))
-      return parts
-    }
     const fail = (error: unknown) => {
       failed = true
       rendered = []
       arrived = []
-      renderings = new Map()
       reject(error)
     }
+    const tooLarge = () => new HttpError(413, 'response_too_large', `the batch's response is larger than ${maxBytes} bytes (limits.maxBatchResponseBytes): read large values in smaller batches or singly`)
     const finish = () => {
       const parts: Buffer[] = [RESULTS_OPEN]
       rendered.forEach((result, index) => {
@@ -235,21 +239,22 @@ function renderBatch(pending: Promise<OpResult>[], hold: (result: OpResult) => v
       while (!failed && next < arrived.length) {
         if (slice >= RENDER_SLICE_BYTES) return schedule()
         const arrival = arrived[next++]
+        const copies = arrival.indices.length
         let parts: Buffer[]
         try {
-          if (arrival.ok) hold(arrival.result)
-          parts = arrival.ok ? renderedOnce(arrival.result) : renderError(arrival.error)
+          if (arrival.ok && bytes + copies * valueBytes(arrival.result) > maxBytes) return fail(tooLarge())
+          if (arrival.ok) hold(arrival.result, copies)
+          parts = arrival.ok ? renderResult(arrival.result) : renderError(arrival.error)
         } catch (error) {
           return fail(error)
         }
         const size = parts.reduce((sum, part) => sum + part.length, 0)
         slice += size
-        bytes += size + (arrival.index > 0 ? COMMA.length : 0)
-        if (bytes > maxBytes) {
-          return fail(new HttpError(413, 'response_too_large', `the batch's response is larger than ${maxBytes} bytes (limits.maxBatchResponseBytes): read large values in smaller batches or singly`))
-        }
-        rendered[arrival.index] = parts
-        if (--waiting === 0) finish()
+        bytes += copies * size
+        if (bytes > maxBytes) return fail(tooLarge())
+        for (const index of arrival.indices) rendered[index] = parts
+        waiting -= copies
+        if (waiting === 0) finish()
       }
     }
     const schedule = () => {
@@ -263,8 +268,13 @@ function renderBatch(pending: Promise<OpResult>[], hold: (result: OpResult) => v
       schedule()
     }
     if (waiting === 0) finish()
-    pending.forEach((promise, index) => promise.then((result) => arrive({ index, ok: true, result }), (error: unknown) => arrive({ index, ok: false, error })))
+    for (const { outcome, indices } of pending) outcome.then((result) => arrive({ indices, ok: true, result }), (error: unknown) => arrive({ indices, ok: false, error }))
   })
+}
+
+/** A result's value bytes, which its rendering is never shorter than (escapes and base64 only add). */
+function valueBytes(result: OpResult): number {
+  return result.kind === 'get' && result.found ? result.value.length : 0
 }
 
 interface BatchItem {

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { stringify } from 'yaml'
 import { DASHBOARD_DIR } from '../../scripts/build-dashboards.ts'
-import { freePort, waitFor } from '../helpers/processes.ts'
+import { waitFor } from '../helpers/processes.ts'
 
 const PROMETHEUS = process.env.PROMETHEUS_BIN ?? '/usr/bin/prometheus'
 const CLI = new URL('../../cli/shardline.ts', import.meta.url).pathname
@@ -110,8 +110,6 @@ t.test('every dashboard panel returns a series from Prometheus scraping the loca
   t.equal(shardAdmins.length, 4, 'four shard admin ports')
   t.ok(targets.every((target) => LOOPBACK_TARGET.test(target)), `every scrape target is on loopback: ${targets.join(' ')}`)
 
-  const promPort = await freePort()
-  const promUrl = `http://127.0.0.1:${promPort}`
   writeFileSync(join(dir, 'prometheus.yml'), stringify({
     global: { scrape_interval: '1s', scrape_timeout: '1s', evaluation_interval: '1s' },
     scrape_configs: [
@@ -122,8 +120,10 @@ t.test('every dashboard panel returns a series from Prometheus scraping the loca
   const prometheus = startLogged(PROMETHEUS, [
     `--config.file=${join(dir, 'prometheus.yml')}`,
     `--storage.tsdb.path=${join(dir, 'data')}`,
-    `--web.listen-address=127.0.0.1:${promPort}`,
-    '--log.level=warn',
+    // Port 0, like every process here: a port picked beforehand can be taken by a test running
+    // in parallel before Prometheus binds it. Prometheus logs the one it bound.
+    '--web.listen-address=127.0.0.1:0',
+    '--log.level=info',
   ])
   process.once('exit', () => kill(prometheus.child.pid!))
   t.teardown(async () => {
@@ -132,9 +132,10 @@ t.test('every dashboard panel returns a series from Prometheus scraping the loca
     await exited
     rmSync(dir, { recursive: true, force: true })
   })
-  await waitFor(async () => {
+  const promUrl = await waitFor(async () => {
     if (prometheus.child.exitCode !== null) throw new Error(`prometheus exited:\n${prometheus.output()}`)
-    return (await fetch(`${promUrl}/-/ready`).catch(() => null))?.ok
+    const listening = /msg="Listening on" address=(127\.0\.0\.1:\d+)/.exec(prometheus.output())
+    return listening && (await fetch(`http://${listening[1]}/-/ready`).catch(() => null))?.ok && `http://${listening[1]}`
   }, 20_000, prometheus.output)
 
   const query = async (promql: string): Promise<Array<{ metric: Record<string, string>; value: [number, string] }>> => {
