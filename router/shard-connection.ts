@@ -40,7 +40,9 @@ export class ShardConnection {
   /** Commands written to the writer but not yet to the socket. */
   private unsent: Pending[] = []
   /** Commands on the wire, in the order their replies will come. */
-  private readonly inFlight: Pending[] = []
+  // A taken slot is cleared at once: a settled command's closure holds its reply (a value of up
+  // to maxValueBytes), and the queue is compacted only every 1,024 replies.
+  private readonly inFlight: Array<Pending | undefined> = []
   private inFlightHead = 0
   private flushScheduled = false
   private reconnectDelay = RECONNECT_INITIAL_MS
@@ -158,7 +160,8 @@ export class ShardConnection {
   /** The oldest command on the wire, taken off the queue: the one the next reply answers. */
   private takeInFlight(): Pending | undefined {
     if (this.inFlightHead === this.inFlight.length) return undefined
-    const pending = this.inFlight[this.inFlightHead++]
+    const pending = this.inFlight[this.inFlightHead]
+    this.inFlight[this.inFlightHead++] = undefined
     if (this.inFlightHead > 1024 && this.inFlightHead * 2 > this.inFlight.length) {
       this.inFlight.splice(0, this.inFlightHead)
       this.inFlightHead = 0
@@ -180,9 +183,14 @@ export class ShardConnection {
     this.socket?.destroy()
   }
 
+  /** The commands on the wire, oldest first (every slot from the head on is filled). */
+  private awaitingReplies(): Pending[] {
+    return this.inFlight.slice(this.inFlightHead) as Pending[]
+  }
+
   // Commands on the wire may have been applied; unsent ones were not, and may go elsewhere.
   private failAll(reason: string): void {
-    const sent = this.inFlight.slice(this.inFlightHead)
+    const sent = this.awaitingReplies()
     const unsent = this.unsent
     this.inFlight.length = 0
     this.inFlightHead = 0
@@ -202,7 +210,7 @@ export class ShardConnection {
       this.timeoutTimer = null
       const now = Date.now()
       let timedOut = false
-      for (const queue of [this.inFlight.slice(this.inFlightHead), this.unsent]) {
+      for (const queue of [this.awaitingReplies(), this.unsent]) {
         for (const pending of queue) {
           if (pending.abandoned || pending.deadline > now) continue
           pending.abandoned = true
