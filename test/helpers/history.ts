@@ -35,18 +35,20 @@ export interface RouterEndpoint {
 // The README's error table: a 4xx refuses the request before anything is applied, and these 503s are
 // answered before the command is written to any shard. outcome_unknown, 504, 502 (an unreadable reply
 // may follow an applied command) and lost connections leave the outcome open.
-const NOT_APPLIED_503 = new Set(['no_healthy_destination', 'queue_full', 'overloaded', 'too_many_connections', 'shutting_down'])
+const NOT_APPLIED_503 = new Set(['no_healthy_destination', 'overloaded', 'too_many_connections', 'shutting_down'])
+/** Refused by the last destination tried: a write or delete may have been applied by one tried before it. */
+const LAST_DESTINATION_503 = new Set(['shard_unavailable', 'queue_full'])
 
 /**
- * What an answer says about whether the op was applied. shard_unavailable differs by kind: an increment
- * that may have reached a shard is answered outcome_unknown instead, but a write or delete fails over
- * after its reply was lost, and the last destination's shard_unavailable hides that the first may have applied it.
+ * What an answer says about whether the op was applied. shard_unavailable and queue_full differ by kind:
+ * an increment that may have reached a shard is answered outcome_unknown instead, but a write or delete
+ * fails over after its reply was lost, and the last destination's refusal hides that the first may have applied it.
  */
 export function classify(kind: OpKind, status: number, code: string): Outcome {
   if (status >= 200 && status < 300) return 'ok'
   if (status === 404 && code === 'not_found' && kind === 'read') return 'ok'
   if (status >= 400 && status < 500) return 'failed'
-  if (status === 503 && (NOT_APPLIED_503.has(code) || (code === 'shard_unavailable' && kind === 'incr'))) return 'failed'
+  if (status === 503 && (NOT_APPLIED_503.has(code) || (LAST_DESTINATION_503.has(code) && kind === 'incr'))) return 'failed'
   return 'unknown'
 }
 
