@@ -1,5 +1,5 @@
-// A returning primary's catch-up: after its event loop stalled (a hang, SIGSTOP) or a write-back
-// link came back, it answers -LOADING until each write-back link has passed a barrier, bounded.
+// A returning primary's catch-up: after its event loop stalled (a hang, SIGSTOP), it answers
+// -LOADING until each write-back link has passed a barrier, bounded.
 import type { Logger } from '../common/logger.ts'
 import { SILENCE_MS, type ReplicationLink } from './replication-link.ts'
 
@@ -76,16 +76,6 @@ export class CatchUp {
     // silent for longer than missed heartbeats explain, is not waited for.
     const links = this.links.filter((link) => link.downSince === null ? since - link.lastHeardAt <= SILENCE_MS : since - link.downSince <= this.linkTimeoutMs)
     this.begin(`the event loop stalled for ${now - since} ms`, links)
-  }
-
-  /**
-   * A write-back link synced again after it was lost: the replica may have taken writes in the
-   * meantime. Not when the replica is a new process: it holds what it took since it started, and
-   * its whole store comes back in a snapshot that can take seconds, while routers would send the
-   * keys to that half-filled replica.
-   */
-  resynced(link: ReplicationLink, samePeerProcess: boolean): void {
-    if (samePeerProcess) this.begin(`the write-back link to ${link.options.peer} resynced after it was lost`, [link])
   }
 
   /** The settings, the round in progress (if any), and the outcomes so far, for /stats. */

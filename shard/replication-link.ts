@@ -30,11 +30,6 @@ export interface LinkOptions {
    * the ops alongside it carried (upstream links only; null for write-back).
    */
   onSnapshotApplied(keysSeen: Set<string> | null): void
-  /**
-   * Called when the link syncs again after it had been synced and was lost; samePeerProcess tells
-   * whether the peer is the process it synced from before (not one restarted since).
-   */
-  onResynced(samePeerProcess: boolean): void
 }
 
 /** At most one acknowledgement per this many ms (plus one per heartbeat). */
@@ -78,7 +73,6 @@ export class ReplicationLink {
   private keysSeen: Set<string> | null = null
   private readonly refusedWarning: ThrottledWarning
   /** Synced once and lost since: its next sync is a resync. */
-  private lost = false
   /**
    * What a catch-up waits for: the peer's head offset, answered to this barrier's token on the
    * current connection (null until then), and applied here.
@@ -197,7 +191,6 @@ export class ReplicationLink {
     // A link that never synced (its peer not up yet) reconnects quietly.
     if (this.state !== 'connecting') {
       this.options.log.warn({ peer: this.options.peer, direction: this.options.direction, offset: this.offset, state: this.state }, 'replication link lost; reconnecting')
-      this.lost = true
       this.downSince = Date.now()
     }
     // An answer on the next connection may follow a full resync, with offsets of another log.
@@ -283,10 +276,6 @@ export class ReplicationLink {
     }
     this.options.log.info({ peer: this.options.peer, direction: this.options.direction, replid, offset, kind: kind === FULLSYNC ? 'full' : 'partial' }, 'replication link synced')
     this.downSince = null
-    if (this.lost) {
-      this.lost = false
-      this.options.onResynced(samePeerProcess)
-    }
     this.sendBarrier()
   }
 

@@ -55,25 +55,19 @@ export class Replication {
     this.store = store
     this.logger = logger
     this.role = settings.replicaOf ? 'replica' : settings.replicas.length > 0 ? 'primary' : 'standalone'
-    const link = (peer: string, direction: 'upstream' | 'write-back'): ReplicationLink => {
-      const created = new ReplicationLink({
-        peer,
-        direction,
-        selfName,
-        store,
-        // Writes from the primary are not logged again (a replica's log holds only the writes it
-        // took itself, during failover); writes flowing back to a primary are, for its other replicas.
-        applying: direction === 'upstream' ? (apply) => this.muted(apply) : (apply) => apply(),
-        timeoutMs: settings.timeoutMs,
-        maxValueBytes,
-        log: logger,
-        onSnapshotApplied: (keysSeen) => this.snapshotApplied(peer, direction, keysSeen),
-        onResynced: (samePeerProcess) => {
-          if (direction === 'write-back') this.catchUp?.resynced(created, samePeerProcess)
-        },
-      })
-      return created
-    }
+    const link = (peer: string, direction: 'upstream' | 'write-back') => new ReplicationLink({
+      peer,
+      direction,
+      selfName,
+      store,
+      // Writes from the primary are not logged again (a replica's log holds only the writes it
+      // took itself, during failover); writes flowing back to a primary are, for its other replicas.
+      applying: direction === 'upstream' ? (apply) => this.muted(apply) : (apply) => apply(),
+      timeoutMs: settings.timeoutMs,
+      maxValueBytes,
+      log: logger,
+      onSnapshotApplied: (keysSeen) => this.snapshotApplied(peer, direction, keysSeen),
+    })
     this.upstream = settings.replicaOf ? link(settings.replicaOf, 'upstream') : null
     this.writeBacks = settings.replicas.map((peer) => link(peer, 'write-back'))
     this.warmingUp = this.writeBacks.length > 0
