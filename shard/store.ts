@@ -5,7 +5,7 @@ import { LRUCache } from 'lru-cache'
 import { CountMinSketch } from '../common/count-min-sketch.ts'
 import { HybridLogicalClock, LOGICAL_RANGE } from '../common/hlc.ts'
 import { INT64_MAX, INT64_MIN, MAX_TTL_MS } from '../common/limits.ts'
-import { counterPayload, counterSum, mergeCounters, parseCounterPayload, WRITER_PATTERN, type CounterState } from './counter-entry.ts'
+import { addToComponent, counterPayload, counterSum, mergeCounters, parseCounterPayload, WRITER_PATTERN, type CounterState } from './counter-entry.ts'
 import { ExpiryIndex } from './expiry-index.ts'
 import {
   ENTRY_HEADER_BYTES,
@@ -321,7 +321,18 @@ export class Store {
       if (!entryIsTombstone(current)) {
         expiresAt = entryExpiresAt(current)
         flags = entryFlags(current)
-        state = entryIsCounter(current) ? this.counterState(current) : { base: integerValue(entryValue(current)), components: new Map() }
+        if (entryIsCounter(current)) {
+          // A refused increment moves the clock on, which costs nothing.
+          const added = addToComponent(entryPayload(current), this.writerId, delta, this.clock.next())
+          if (added !== null) {
+            if (added.sum > INT64_MAX || added.sum < INT64_MIN) throw new StoreError(OVERFLOW)
+            this.put(key, packEntry(added.payload, { version: epoch, expiresAt, flags, counter: true }), expiresAt)
+            return added.sum
+          }
+          state = this.counterState(current)
+        } else {
+          state = { base: integerValue(entryValue(current)), components: new Map() }
+        }
       }
     }
     const result = counterSum(state) + delta
