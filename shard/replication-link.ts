@@ -72,7 +72,6 @@ export class ReplicationLink {
   private snapshotStartedAt = 0
   private keysSeen: Set<string> | null = null
   private readonly refusedWarning: ThrottledWarning
-  /** Synced once and lost since: its next sync is a resync. */
   /**
    * What a catch-up waits for: the peer's head offset, answered to this barrier's token on the
    * current connection (null until then), and applied here.

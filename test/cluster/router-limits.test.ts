@@ -311,7 +311,9 @@ t.test('connection exhaustion: idle connections are shed, new clients and /healt
     socket.on('error', () => {})
   })))
   const silentSince = Date.now()
-  await waitFor(() => silent.every((socket) => socket.destroyed || socket.readyState !== 'open'), REQUEST_TIMEOUT_MS + 2000, () => 'silent connections still open')
+  // Closed at about requestTimeoutMs (2,010 ms measured); the deadline leaves room for a machine so
+  // busy that timers fire seconds late (seen twice in a dozen runs at load 10). Never is what fails.
+  await waitFor(() => silent.every((socket) => socket.destroyed || socket.readyState !== 'open'), REQUEST_TIMEOUT_MS + 6000, () => 'silent connections still open')
   t.comment(`silent connections closed after ${Date.now() - silentSince} ms (requestTimeoutMs ${REQUEST_TIMEOUT_MS})`)
   await assertAllAlive(t)
 })
