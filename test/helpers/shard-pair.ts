@@ -20,7 +20,8 @@ export interface Pair {
   primary: ShardProcess
   replica: ShardProcess
   primaryArgs: string[]
-  client(shard: ShardProcess): Redis
+  /** readyCheck false: a client that sends at once and sees every reply (-LOADING too) as the shard sent it. */
+  client(shard: ShardProcess, options?: { readyCheck?: boolean }): Redis
 }
 
 export async function startPair(t: Teardown, yaml = FAST): Promise<Pair> {
@@ -35,8 +36,8 @@ export async function startPair(t: Teardown, yaml = FAST): Promise<Pair> {
   // replica may have tried its primary before it listened: wait for both links.
   await waitFor(async () => (await fetch(`${primary.adminUrl}/readyz`)).status === 200, 10_000, () => 'the primary to finish warming up')
   await waitFor(async () => (await stats(replica)).upstream.state === 'streaming', 10_000, () => 'the replica to stream from its primary')
-  const client = (shard: ShardProcess) => {
-    const redis = new Redis({ port: shard.port, host: '127.0.0.1', maxRetriesPerRequest: 0, retryStrategy: () => 50 })
+  const client = (shard: ShardProcess, { readyCheck = true } = {}) => {
+    const redis = new Redis({ port: shard.port, host: '127.0.0.1', maxRetriesPerRequest: 0, enableReadyCheck: readyCheck, retryStrategy: () => 50 })
     t.teardown(() => redis.disconnect())
     return redis
   }

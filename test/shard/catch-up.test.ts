@@ -3,41 +3,19 @@
 // by catchUp.timeoutMs, with no wait at all for a replica already dead or hung; a stall shorter
 // than catchUp.stallMs costs nothing.
 import t from 'tap'
-import { mkdtempSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
-import { Redis } from 'ioredis'
-import { freePort, startShardProcess, waitFor, type ShardProcess, type Teardown } from '../helpers/processes.ts'
+import { setTimeout as delay } from 'node:timers/promises'
+import type { Redis } from 'ioredis'
+import { waitFor, type ShardProcess, type Teardown } from '../helpers/processes.ts'
+import { converged, startPair as startShardPair, stats, type Pair } from '../helpers/shard-pair.ts'
 
 const KEYS = Array.from({ length: 40 }, (_, i) => `key:${i}`)
-const delay = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 
-interface Pair {
-  primary: ShardProcess
-  replica: ShardProcess
-  client(shard: ShardProcess): Redis
-}
-
+/** A pair whose clients see each reply as the shard sent it: no ready check to wait out -LOADING. */
 async function startPair(t: Teardown, yaml: string): Promise<Pair> {
-  const file = join(mkdtempSync(join(tmpdir(), 'shardline-catch-up-')), 'shard.yaml')
-  writeFileSync(file, yaml)
-  const [primaryPort, replicaPort] = [await freePort(), await freePort()]
-  const [primary, replica] = await Promise.all([
-    startShardProcess(t, ['--name', 'p', '--port', String(primaryPort), '--replicas', `127.0.0.1:${replicaPort}`, '--config', file]),
-    startShardProcess(t, ['--name', 'r', '--port', String(replicaPort), '--replicaof', `127.0.0.1:${primaryPort}`, '--config', file]),
-  ])
-  await waitFor(async () => (await fetch(`${primary.adminUrl}/readyz`)).status === 200, 10_000, () => 'the primary to finish warming up')
-  await waitFor(async () => (await stats(replica)).upstream.state === 'streaming', 10_000, () => 'the replica to stream from its primary')
-  // No retries and no ready check: a client that sees each reply as the shard sent it.
-  const client = (shard: ShardProcess) => {
-    const redis = new Redis({ port: shard.port, host: '127.0.0.1', maxRetriesPerRequest: 0, enableReadyCheck: false, retryStrategy: () => 50 })
-    t.teardown(() => redis.disconnect())
-    return redis
-  }
-  return { primary, replica, client }
+  const pair = await startShardPair(t, yaml)
+  return { ...pair, client: (shard) => pair.client(shard, { readyCheck: false }) }
 }
 
-const stats = async (shard: ShardProcess) => (await (await fetch(`${shard.adminUrl}/stats`)).json()).replication
 const metrics = async (shard: ShardProcess) => (await fetch(`${shard.adminUrl}/metrics`)).text()
 const catchUps = async (shard: ShardProcess, outcome: string) => Number(new RegExp(`shardline_replication_catch_ups_total\\{outcome="${outcome}",shard="p"\\} (\\d+)`).exec(await metrics(shard))?.[1])
 
@@ -49,15 +27,6 @@ async function writeAll(redis: Redis, value: string): Promise<void> {
   await redis.mset(...KEYS.flatMap((key) => [key, value]))
 }
 
-async function converged(pair: Pair): Promise<void> {
-  const [p, r] = [pair.client(pair.primary), pair.client(pair.replica)]
-  await waitFor(async () => {
-    const [a, b] = await Promise.all([p.call('SL.DIGEST'), r.call('SL.DIGEST')]) as [[number, string], [number, string]]
-    return a[1] === b[1]
-  }, 10_000, () => 'primary and replica to hold the same data')
-  p.disconnect()
-  r.disconnect()
-}
 
 /**
  * Hangs the primary (SIGSTOP) while the replica takes new values for every key, as it does when
@@ -100,7 +69,7 @@ t.test('a hang shorter than stallMs costs nothing; a longer one answers -LOADING
   // stallMs well above the short pause, for a shared machine's scheduling delays.
   const pair = await startPair(t, 'replication:\n  timeoutMs: 3000\n  heartbeatMs: 50\n  catchUp:\n    stallMs: 500\n')
   await writeAll(pair.client(pair.primary), 'old')
-  await converged(pair)
+  await converged(pair.client(pair.primary), pair.client(pair.replica))
 
   const redis = pair.client(pair.primary)
   pair.primary.child.kill('SIGSTOP')
@@ -127,7 +96,7 @@ t.test('a hang shorter than stallMs costs nothing; a longer one answers -LOADING
 t.test('a hang longer than the replication timeout (the replica drops the link): -LOADING until the link is back and caught up', async (t) => {
   const pair = await startPair(t, 'replication:\n  timeoutMs: 1000\n  heartbeatMs: 50\n')
   await writeAll(pair.client(pair.primary), 'old')
-  await converged(pair)
+  await converged(pair.client(pair.primary), pair.client(pair.replica))
   // Held until the replica has dropped the hung primary's write-back link.
   const dropped = () => waitFor(async () => (await stats(pair.replica)).peers.length === 0, 10_000, () => 'the replica to drop the hung primary')
   const { queued, loop, newAfterMs, summary } = await hangWhileReplicaTakesWrites(pair, dropped)
