@@ -16,6 +16,8 @@ async function startPair(t: Teardown, yaml: string): Promise<Pair> {
   return { ...pair, client: (shard) => pair.client(shard, { readyCheck: false }) }
 }
 
+/** Waits for a log line: it may still be in the pipe when the answer it explains has come. */
+const logged = (shard: ShardProcess, line: RegExp) => waitFor(() => line.test(shard.output()), 5000, () => `the log line ${line}`)
 const metrics = async (shard: ShardProcess) => (await fetch(`${shard.adminUrl}/metrics`)).text()
 const catchUps = async (shard: ShardProcess, outcome: string) => Number(new RegExp(`shardline_replication_catch_ups_total\\{outcome="${outcome}",shard="p"\\} (\\d+)`).exec(await metrics(shard))?.[1])
 
@@ -90,7 +92,7 @@ t.test('a hang shorter than stallMs costs nothing; a longer one answers -LOADING
   t.equal(await catchUps(pair.primary, 'caught_up'), 1, 'one catch-up, counted as caught_up')
   t.match(await metrics(pair.primary), /shardline_replication_catch_up_duration_seconds_count\{[^}]*outcome="caught_up"[^}]*\} 1\n/)
   t.match((await stats(pair.primary)).catchUp, { active: null, caughtUp: 1, gaveUp: 0, last: { outcome: 'caught_up', trigger: /^the event loop stalled for \d+ ms$/ } })
-  t.match(pair.primary.output(), /caught up with the replicas: serving/)
+  await logged(pair.primary, /caught up with the replicas: serving/)
 })
 
 t.test('a hang longer than the replication timeout (the replica drops the link): -LOADING until the link is back and caught up', async (t) => {
@@ -144,7 +146,7 @@ t.test('with its replica dead, a resumed primary gives up after catchUp.timeoutM
   pair.primary.child.kill('SIGCONT')
   t.same(await afterSecondHang, { value: 'v' }, 'answered at once after the next hang')
   t.equal(await catchUps(pair.primary, 'gave_up'), 1, 'no second catch-up')
-  t.match(pair.primary.output(), /no catch-up: every write-back link was down or silent before it/)
+  await logged(pair.primary, /no catch-up: every write-back link was down or silent before it/)
 })
 
 t.test('a replica hung for longer than a second when the primary stalls is not waited for', async (t) => {
@@ -159,6 +161,6 @@ t.test('a replica hung for longer than a second when the primary stalls is not w
   await delay(600)
   pair.primary.child.kill('SIGCONT')
   t.same(await queued, { value: 'v' }, 'answered at once: the write-back link was connected but silent before the stall')
-  t.match(pair.primary.output(), /no catch-up: every write-back link was down or silent before it/)
+  await logged(pair.primary, /no catch-up: every write-back link was down or silent before it/)
   t.equal(await catchUps(pair.primary, 'caught_up') + await catchUps(pair.primary, 'gave_up'), 0)
 })
