@@ -23,8 +23,11 @@ export class RouterMetrics {
   private readonly servers = new Map<string, Server>()
   private responseBytesHeld: () => number = () => 0
   private readonly duration: Histogram<'op'>
-  private readonly durationByOp = new Map<FrontOp, { observe(seconds: number): void }>()
-  private readonly requestCounts = new Map<string, { labels: Record<string, string>; count: number }>()
+  private readonly durationByOp = new Map<string, { observe(seconds: number): void }>()
+  private readonly requestCounts: LabelCounts = new Map()
+  private readonly respDuration: Histogram<'command'>
+  private readonly respDurationByCommand = new Map<string, { observe(seconds: number): void }>()
+  private readonly respCounts: LabelCounts = new Map()
 
   readonly hotKeys: HotKeyMetrics
 
@@ -38,6 +41,14 @@ export class RouterMetrics {
       registry: this.registry,
       read: () => [...this.requestCounts.values()].map(({ labels, count }): [Record<string, string>, number] => [labels, count]),
     })
+    mirroredCounter({
+      name: 'shardline_router_resp_commands_total',
+      help: 'Commands on the RESP port, by command (lower case) and outcome (ok, or the error reply\'s code: err, shard_timeout, …).',
+      labelNames: ['command', 'outcome'],
+      registry: this.registry,
+      read: () => [...this.respCounts.values()].map(({ labels, count }): [Record<string, string>, number] => [labels, count]),
+    })
+    this.respDuration = new Histogram({ name: 'shardline_router_resp_command_duration_seconds', help: 'Time from command parsed to reply ready, by command, on the RESP port.', labelNames: ['command'], buckets: LATENCY_BUCKETS_SECONDS, registers })
     this.duration = new Histogram({ name: 'shardline_router_request_duration_seconds', help: 'Time from request parsed to reply sent, by op.', labelNames: ['op'], buckets: LATENCY_BUCKETS_SECONDS, registers })
     this.knockouts = new Counter({ name: 'shardline_router_knockouts_total', help: 'Destinations knocked out by health checks or failed connections.', labelNames: ['pool', 'shard', 'role'], registers })
     this.reloads = new Counter({ name: 'shardline_router_config_reloads_total', help: 'Config reloads, by outcome (success or failure).', labelNames: ['outcome'], registers })
@@ -85,7 +96,7 @@ export class RouterMetrics {
     perDestination('shardline_router_destination_knocked_out', '1 while the destination is knocked out.', (d) => (d.health.knockedOut ? 1 : 0))
   }
 
-  trackServer(port: 'data' | 'admin', server: Server): void {
+  trackServer(port: 'data' | 'admin' | 'resp', server: Server): void {
     this.servers.set(port, server)
   }
 
@@ -94,16 +105,31 @@ export class RouterMetrics {
   }
 
   observe(op: FrontOp, status: number, startedAt: number): void {
-    // Plain numbers, read at scrape time: prom-client hashes the label object on every inc.
-    const key = `${op} ${status}`
-    const counted = this.requestCounts.get(key)
-    if (counted) counted.count++
-    else this.requestCounts.set(key, { labels: { op, code: String(status) }, count: 1 })
-    let histogram = this.durationByOp.get(op)
-    if (!histogram) {
-      histogram = this.duration.labels(op)
-      this.durationByOp.set(op, histogram)
-    }
-    histogram.observe((performance.now() - startedAt) / 1000)
+    record(this.requestCounts, `${op} ${status}`, { op, code: String(status) }, histogramFor(this.durationByOp, this.duration, op), startedAt)
   }
+
+  /** One command on the RESP port: command is lower case and one of a known set (no label from client bytes). */
+  observeResp(command: string, outcome: string, startedAt: number): void {
+    record(this.respCounts, `${command} ${outcome}`, { command, outcome }, histogramFor(this.respDurationByCommand, this.respDuration, command), startedAt)
+  }
+}
+
+type LabelCounts = Map<string, { labels: Record<string, string>; count: number }>
+
+// Plain numbers, read at scrape time: prom-client hashes the label object on every inc.
+function record(counts: LabelCounts, key: string, labels: Record<string, string>, histogram: { observe(seconds: number): void }, startedAt: number): void {
+  const counted = counts.get(key)
+  if (counted) counted.count++
+  else counts.set(key, { labels, count: 1 })
+  histogram.observe((performance.now() - startedAt) / 1000)
+}
+
+/** A histogram's child for one label value, looked up once: labels() hashes on every call. */
+function histogramFor<Name extends string>(children: Map<string, { observe(seconds: number): void }>, histogram: Histogram<Name>, value: string): { observe(seconds: number): void } {
+  let child = children.get(value)
+  if (!child) {
+    child = histogram.labels(value)
+    children.set(value, child)
+  }
+  return child
 }
