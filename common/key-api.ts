@@ -12,12 +12,20 @@ import { encodeJsonValue } from './value-codec.ts'
  */
 export function keyFromPath(decoded: string | undefined, maxKeyBytes: number): string {
   if (!decoded) throw new HttpError(400, 'invalid_key', 'key must not be empty')
+  // Most keys: printable ASCII is its own UTF-8 and latin1 form, so it needs no encoding.
+  if (PRINTABLE_ASCII.test(decoded)) return withinKeyLimit(decoded, decoded.length, maxKeyBytes)
   // eslint-disable-next-line no-control-regex
   if (/[\x00-\x1f\x7f-\x9f]/.test(decoded)) throw new HttpError(400, 'invalid_key', 'key must not contain control characters')
   if (!decoded.isWellFormed()) throw new HttpError(400, 'invalid_key', 'key must be valid Unicode (it holds a lone surrogate)')
   const bytes = Buffer.from(decoded, 'utf8')
-  if (bytes.length > maxKeyBytes) throw new HttpError(400, 'key_too_long', `key is ${bytes.length} bytes, the limit is ${maxKeyBytes}`)
-  return bytes.toString('latin1')
+  return withinKeyLimit(bytes.toString('latin1'), bytes.length, maxKeyBytes)
+}
+
+const PRINTABLE_ASCII = /^[\x20-\x7e]+$/
+
+function withinKeyLimit(key: string, bytes: number, maxKeyBytes: number): string {
+  if (bytes > maxKeyBytes) throw new HttpError(400, 'key_too_long', `key is ${bytes} bytes, the limit is ${maxKeyBytes}`)
+  return key
 }
 
 // A query string's ttl: plain decimal notation, so "0x10", "Infinity" and " 5" are refused.

@@ -104,24 +104,25 @@ export class RouterMetrics {
     this.responseBytesHeld = read
   }
 
-  observe(op: FrontOp, status: number, startedAt: number): void {
-    record(this.requestCounts, `${op} ${status}`, { op, code: String(status) }, histogramFor(this.durationByOp, this.duration, op), startedAt)
+  /** One HTTP request on the data port that took elapsedMs. */
+  observe(op: FrontOp, status: number, elapsedMs: number): void {
+    record(this.requestCounts, `${op} ${status}`, { op, code: String(status) }, histogramFor(this.durationByOp, this.duration, op), elapsedMs)
   }
 
   /** One command on the RESP port: command is lower case and one of a known set (no label from client bytes). */
   observeResp(command: string, outcome: string, startedAt: number): void {
-    record(this.respCounts, `${command} ${outcome}`, { command, outcome }, histogramFor(this.respDurationByCommand, this.respDuration, command), startedAt)
+    record(this.respCounts, `${command} ${outcome}`, { command, outcome }, histogramFor(this.respDurationByCommand, this.respDuration, command), performance.now() - startedAt)
   }
 }
 
 type LabelCounts = Map<string, { labels: Record<string, string>; count: number }>
 
 // Plain numbers, read at scrape time: prom-client hashes the label object on every inc.
-function record(counts: LabelCounts, key: string, labels: Record<string, string>, histogram: { observe(seconds: number): void }, startedAt: number): void {
+function record(counts: LabelCounts, key: string, labels: Record<string, string>, histogram: { observe(seconds: number): void }, elapsedMs: number): void {
   const counted = counts.get(key)
   if (counted) counted.count++
   else counts.set(key, { labels, count: 1 })
-  histogram.observe((performance.now() - startedAt) / 1000)
+  histogram.observe(elapsedMs / 1000)
 }
 
 /** A histogram's child for one label value, looked up once: labels() hashes on every call. */
