@@ -20,21 +20,29 @@ const answerPing: Script = (command) => command[0] === 'PING' ? '+PONG\r\n' : ':
 
 /** A RESP server that answers as its script says (PING with PONG and anything else with :1), or stays silent. */
 async function scriptedServer(t: { teardown(fn: () => unknown): void }, script: Script = answerPing) {
-  const state = { silent: false, commands: 0, received: [] as string[][] }
+  // reads: per command, which connection (in accept order) and which read of it brought it.
+  const state = { silent: false, commands: 0, received: [] as string[][], reads: [] as Array<{ connection: number; read: number }> }
   const sockets = new Set<net.Socket>()
+  let accepted = 0
   const server = net.createServer((socket) => {
     sockets.add(socket)
     socket.on('close', () => sockets.delete(socket))
     const parser = new RespRequestParser()
-    socket.on('data', (chunk) => parser.push(chunk, (args) => {
-      state.commands++
-      const command = args.map((arg) => arg.toString('latin1'))
-      state.received.push(command)
-      if (state.silent) return
-      const reply = script(command)
-      if (reply === 'hang up') socket.destroy()
-      else socket.write(reply)
-    }))
+    const connection = accepted++
+    let read = 0
+    socket.on('data', (chunk) => {
+      parser.push(chunk, (args) => {
+        state.commands++
+        state.reads.push({ connection, read })
+        const command = args.map((arg) => arg.toString('latin1'))
+        state.received.push(command)
+        if (state.silent) return
+        const reply = script(command)
+        if (reply === 'hang up') socket.destroy()
+        else socket.write(reply)
+      })
+      read++
+    })
     socket.on('error', () => {})
   })
   server.listen(0, '127.0.0.1')
@@ -50,8 +58,8 @@ const connections = { perDestination: 1, timeoutMs: 150, connectTimeoutMs: 500, 
 const health = { heartbeatMs: 30, failuresBeforeKnockout: 3, probeInitialMs: 20, probeMaxMs: 100, maxKnockedOutFraction: 0.5 }
 const log = createLogger('test', 'silent')
 
-function destination(t: { teardown(fn: () => unknown): void }, port: number, shard = 's0', index = 0) {
-  const d = new ShardDestination({ pool: 'main', shard, role: index === 0 ? 'primary' : 'replica', index, endpoint: { host: '127.0.0.1', port } }, connections)
+function destination(t: { teardown(fn: () => unknown): void }, port: number, shard = 's0', index = 0, settings = connections) {
+  const d = new ShardDestination({ pool: 'main', shard, role: index === 0 ? 'primary' : 'replica', index, endpoint: { host: '127.0.0.1', port } }, settings)
   t.teardown(() => d.close())
   return d
 }
@@ -62,6 +70,20 @@ t.test('commands pipeline over the connection and resolve in order', async (t) =
   const replies = await Promise.all([d.send(['PING']), d.send(['DEL', 'k']), d.send(['PING'])])
   t.same(replies, ['PONG', 1, 'PONG'])
   t.equal(d.connected, 1)
+})
+
+t.test('the commands of one turn leave in one write on one connection; turns take the connections in turn', async (t) => {
+  const server = await scriptedServer(t)
+  const d = destination(t, server.port, 's0', 0, { ...connections, perDestination: 3, maxQueue: 100 })
+  await waitFor(() => d.connected === 3, 5000, () => `${d.connected} of 3 connections up`)
+  const turn = async (first: number) => {
+    const replies = await Promise.all(Array.from({ length: 5 }, (_, i) => d.send(['DEL', `k${first + i}`])))
+    t.same(replies, [1, 1, 1, 1, 1])
+  }
+  for (let i = 0; i < 3; i++) await turn(i * 5)
+  const turns = [0, 1, 2].map((i) => server.state.reads.slice(i * 5, i * 5 + 5))
+  for (const reads of turns) t.same(reads, Array(5).fill(reads[0]), 'one connection, one read')
+  t.same(new Set(turns.map((reads) => reads[0].connection)).size, 3, 'three turns, three connections')
 })
 
 t.test('a shard that does not answer gets a 504 after the op timeout; the queue is bounded (503)', async (t) => {
