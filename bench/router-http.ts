@@ -10,6 +10,7 @@ import { cpuSeconds, formatTable, freePort, HOST, loadAverage, median, REPO_ROOT
 import { checkReads, closeAgent, KEY_COUNT, loadThroughKeysApi, loadThroughRouter, VALUE_BYTES } from './router/keys.ts'
 import { ioSyscalls, machineJiffies, mainThreadSchedule, reapedChildrenCpuSeconds } from './router/measure.ts'
 import { runTool, startHaproxy, startRouter, type Backend } from './router/processes.ts'
+import { GET_SCRIPT, MIXED_SCRIPT, runWrk, type WrkCounts } from './router/wrk.ts'
 
 const SHARDS = 3
 const CONNECTIONS = 32
@@ -22,8 +23,6 @@ const ROUNDS = QUICK ? 1 : 3
 const SET_PERCENT = 10
 const TARGET_RATIO = 1.2
 const TARGET_P99_MS = 2
-const GET_SCRIPT = fileURLToPath(new URL('./router/get-random.lua', import.meta.url))
-const MIXED_SCRIPT = fileURLToPath(new URL('./router/mixed.lua', import.meta.url))
 const AUTOCANNON_GET = fileURLToPath(new URL('./router/autocannon-get.ts', import.meta.url))
 const PACED_GET = fileURLToPath(new URL('./router/paced-get.ts', import.meta.url))
 
@@ -52,11 +51,7 @@ interface CpuUse {
   routerThread: { running: number; waiting: number }
 }
 
-interface WrkRun {
-  rps: number
-  requests: number
-  non2xx: number
-  socketErrors: number
+interface WrkRun extends WrkCounts {
   cpu: CpuUse
 }
 
@@ -133,15 +128,9 @@ function cpuCount(): number {
 }
 
 async function wrk(pids: Pids, target: Target, script: string, scriptArgs: string[], seconds: number): Promise<WrkRun> {
-  const args = [`-t${THREADS}`, `-c${CONNECTIONS}`, `-d${seconds}s`, '--timeout', '2s', '-s', script, `http://${HOST}:${target.port}`, '--', target.prefix, String(KEY_COUNT), ...scriptArgs]
-  const { result: output, cpu } = await withCpu(pids, () => runTool(`wrk ${target.id}`, '/usr/bin/wrk', args, (seconds + 30) * 1000))
-  const rps = output.match(/Requests\/sec:\s+([\d.]+)/)
-  const requests = output.match(/(\d+) requests in /)
-  if (!rps || !requests) throw new Error(`could not parse wrk output for ${target.label}:\n${output}`)
-  const non2xx = Number(output.match(/Non-2xx or 3xx responses: (\d+)/)?.[1] ?? 0)
-  const socket = output.match(/Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/)
-  const socketErrors = socket ? socket.slice(1).reduce((sum, n) => sum + Number(n), 0) : 0
-  return { rps: Number(rps[1]), requests: Number(requests[1]), non2xx, socketErrors, cpu }
+  const load = { threads: THREADS, connections: CONNECTIONS, seconds, script, scriptArgs }
+  const { result, cpu } = await withCpu(pids, () => runWrk(target.id, target.port, target.prefix, load))
+  return { ...result, cpu }
 }
 
 async function latencyRun(pids: Pids, tool: 'autocannon' | 'paced', target: Target, rate: number): Promise<LatencyRun> {

@@ -25,9 +25,10 @@ export interface RunningRouter {
 
 /**
  * Writes a router config over the shards (one pool, default settings, one process) and starts it;
- * `cli` runs another checkout's router, to compare code versions side by side.
+ * `cli` runs another checkout's router, to compare code versions side by side; `nodeArgs` go to
+ * node before the script (--cpu-prof, --trace-gc).
  */
-export async function startRouter(dir: string, shards: Backend[], cli = SHARDLINE_CLI): Promise<RunningRouter> {
+export async function startRouter(dir: string, shards: Backend[], cli = SHARDLINE_CLI, nodeArgs: string[] = []): Promise<RunningRouter> {
   const file = join(dir, 'router.yaml')
   const lines = [
     'listen:',
@@ -41,7 +42,7 @@ export async function startRouter(dir: string, shards: Backend[], cli = SHARDLIN
     ...shards.flatMap((shard) => [`      - name: ${shard.name}`, `        primary: ${HOST}:${shard.port}`]),
   ]
   writeFileSync(file, `${lines.join('\n')}\n`)
-  const proc = spawnTracked('router', process.execPath, [cli, 'router', '--config', file], {
+  const proc = spawnTracked('router', process.execPath, [...nodeArgs, cli, 'router', '--config', file], {
     cwd: REPO_ROOT,
     env: { ...process.env, SHARDLINE_LOG_LEVEL: 'warn' },
   })
