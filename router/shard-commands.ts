@@ -1,4 +1,4 @@
-// How each Op is spoken to a shard in RESP (SL.GETV, SL.SETV, SL.DELV) and how its reply is read
+// How each Op is spoken to a shard in RESP (SL.GETV, SL.SETV, SL.DELV, SET, PEXPIRE, PTTL, …) and how its reply is read
 // back into an OpResult; an unexpected reply is a ShardErrorReply, -LOADING a reason to fail over.
 import { inspect } from 'node:util'
 import { INT64_MAX, INT64_MIN } from '../common/limits.ts'
@@ -16,6 +16,7 @@ export async function runOnDestination(destination: ShardDestination, op: Op): P
       return { kind: 'get', found: true, value: reply[0], version: Number(reply[1]), flags: Number(reply[2]), ttlMs: Number(reply[3]) }
     }
     case 'set': {
+      if (op.condition !== undefined || op.keepTtl) return runPlainSet(destination, op)
       const args = ['SL.SETV', op.key, op.value, String(op.version), 'FLAGS', String(op.flags)]
       if (op.ttlMs !== undefined) args.push('PX', String(op.ttlMs))
       const reply = check(destination, await destination.send(args))
@@ -44,7 +45,29 @@ export async function runOnDestination(destination: ShardDestination, op: Op): P
       if (!Buffer.isBuffer(reply)) throw unexpected(destination, reply)
       return { kind: 'counter', value: counterValue(reply.toString('latin1')) }
     }
+    case 'expire': {
+      const reply = check(destination, await destination.send(['PEXPIRE', op.key, String(op.ttlMs)]))
+      if (typeof reply !== 'number') throw unexpected(destination, reply)
+      return { kind: 'expire', applied: reply === 1 }
+    }
+    case 'ttl': {
+      const reply = check(destination, await destination.send(['PTTL', op.key]))
+      if (typeof reply !== 'number') throw unexpected(destination, reply)
+      return { kind: 'ttl', ttlMs: reply }
+    }
   }
+}
+
+// SET key value [NX|XX] [PX ms|KEEPTTL]: the shard checks the condition and stores in one step;
+// +OK when stored, a null reply when the condition did not hold.
+async function runPlainSet(destination: ShardDestination, op: Extract<Op, { kind: 'set' }>): Promise<OpResult> {
+  const args: Array<string | Buffer> = ['SET', op.key, op.value]
+  if (op.condition !== undefined) args.push(op.condition.toUpperCase())
+  if (op.ttlMs !== undefined) args.push('PX', String(op.ttlMs))
+  else if (op.keepTtl) args.push('KEEPTTL')
+  const reply = check(destination, await destination.send(args))
+  if (reply !== null && reply !== 'OK') throw unexpected(destination, reply)
+  return { kind: 'set', stored: reply === 'OK' }
 }
 
 const CANONICAL_INTEGER = /^(?:0|-?[1-9][0-9]{0,18})$/

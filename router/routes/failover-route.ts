@@ -7,10 +7,22 @@ import type { ShardDestination } from '../shard-destination.ts'
 import type { Op, OpResult, Route, RouteStep } from './route.ts'
 
 /**
- * Whether an op the first destination may have applied can be sent to the next one: reads, and
- * versioned writes (the second copy of a version is refused as not newer). An increment is not.
+ * Whether an op the first destination may have applied can be sent to the next one: reads,
+ * versioned writes (the second copy of a version is refused as not newer) and a relative expiry
+ * (set again, it moves the deadline by the retry's delay only). An increment is not, nor a plain
+ * SET (NX/XX/KEEPTTL): its second try could answer "not stored" for a write the first one made,
+ * or overwrite a newer write, as it carries no version.
  */
-const REPEATABLE: Readonly<Record<Op['kind'], boolean>> = { get: true, counter: true, set: true, delete: true, incr: false }
+function repeatable(op: Op): boolean {
+  switch (op.kind) {
+    case 'incr':
+      return false
+    case 'set':
+      return op.condition === undefined && !op.keepTtl
+    default:
+      return true
+  }
+}
 
 export class FailoverRoute implements Route {
   readonly shard: string
@@ -29,7 +41,7 @@ export class FailoverRoute implements Route {
         return await runOnDestination(destination, op)
       } catch (error) {
         if (!(error instanceof ShardConnectionError)) throw error
-        if (error instanceof ShardReplyLostError && !REPEATABLE[op.kind]) throw new OutcomeUnknownError(this.shard, error.message)
+        if (error instanceof ShardReplyLostError && !repeatable(op)) throw new OutcomeUnknownError(this.shard, error.message)
         lastError = error
       }
     }

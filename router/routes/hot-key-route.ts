@@ -56,10 +56,20 @@ export class HotKeyRoute implements Route {
       case 'set':
       case 'delete': {
         const result = await this.next.route(op)
+        // A conditional SET that did not apply changed nothing for the copies to follow.
+        if (result.kind === 'set' && !result.stored && op.kind === 'set' && op.condition !== undefined) return result
         this.recentWrites.set(op.key, op.version)
         if (hot) await this.writeCopies(op)
         return result
       }
+      case 'expire': {
+        const result = await this.next.route(op)
+        if (hot && result.kind === 'expire' && result.applied) await this.expireCopies(op)
+        return result
+      }
+      case 'ttl':
+        // A copy's TTL is its own (at most copyTtl), not the key's.
+        return this.next.route(op)
       case 'incr':
         if (!hot) return this.next.route(op)
         await this.counters.add(op.key, op.by)
@@ -132,10 +142,20 @@ export class HotKeyRoute implements Route {
       const key = copyKey(op.key, index)
       const ttlMs = op.kind === 'set' && op.ttlMs !== undefined ? Math.min(op.ttlMs, this.settings.copyTtlMs) : this.settings.copyTtlMs
       const copy: Op = op.kind === 'set'
-        ? { ...op, key, ttlMs }
+        ? { kind: 'set', key, value: op.value, flags: op.flags, ttlMs, version: op.version }
         : { kind: 'set', key, value: Buffer.alloc(0), flags: FLAG_DELETED_COPY, ttlMs, version: op.version }
       return this.next.routeToShard(shard, copy)
     }))
+  }
+
+  // A copy must not outlive its key: each takes the new TTL (capped at copyTtl), and a TTL of 0 or
+  // less deletes it. Unversioned, like EXPIRE itself: a fill that read the key before the EXPIRE
+  // and lands after it may keep the old TTL, for at most copyTtl. A copy that cannot be reached
+  // does not fail the EXPIRE, as with writeCopies.
+  private async expireCopies(op: Extract<Op, { kind: 'expire' }>): Promise<void> {
+    const shards = this.copyShards(op.key, this.settings.copies)
+    const ttlMs = Math.min(op.ttlMs, this.settings.copyTtlMs)
+    await Promise.allSettled(shards.map((shard, index) => this.next.routeToShard(shard, { kind: 'expire', key: copyKey(op.key, index), ttlMs })))
   }
 
   private async incrementSubCounter(key: string, delta: bigint): Promise<void> {

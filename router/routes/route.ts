@@ -3,12 +3,21 @@
 
 export type Op =
   | { kind: 'get'; key: string }
-  | { kind: 'set'; key: string; value: Buffer; flags: number; ttlMs?: number; version: number }
+  /**
+   * A versioned write (last writer wins). With a condition (Redis's NX / XX) or keepTtl it is sent
+   * as the shard's plain SET, which checks the condition and stores atomically under the shard's
+   * own clock: SL.SETV takes neither, so version then only orders the router's hot-key copies.
+   */
+  | { kind: 'set'; key: string; value: Buffer; flags: number; ttlMs?: number; version: number; condition?: 'nx' | 'xx'; keepTtl?: boolean }
   | { kind: 'delete'; key: string; version: number }
   /** by and the results are exact signed 64-bit integers (Redis's counters), hence bigint. */
   | { kind: 'incr'; key: string; by: bigint }
   /** The exact value of a counter: its key plus every sub-counter a hot counter was split into. */
   | { kind: 'counter'; key: string }
+  /** Sets the remaining TTL (Redis's PEXPIRE); 0 or less deletes the key. */
+  | { kind: 'expire'; key: string; ttlMs: number }
+  /** The remaining TTL of the key itself (never of a hot-key copy): what TTL, PTTL and EXISTS read. */
+  | { kind: 'ttl'; key: string }
 
 export type OpResult =
   | { kind: 'get'; found: false }
@@ -18,6 +27,9 @@ export type OpResult =
   | { kind: 'delete'; deleted: boolean }
   | { kind: 'incr'; value: bigint | null }
   | { kind: 'counter'; value: bigint }
+  | { kind: 'expire'; applied: boolean }
+  /** Redis's PTTL: ms left, -1 for a key without expiry, -2 for a missing key. */
+  | { kind: 'ttl'; ttlMs: number }
 
 /** One step of a key's way through the tree, for /admin/route/:key. */
 export interface RouteStep {
