@@ -14,7 +14,7 @@ import { ChildStartError, SupervisedChild } from './child-process.ts'
 
 export const DEFAULT_CLUSTER_CONFIG = fileURLToPath(new URL('../config/local.yaml', import.meta.url))
 const SHARD_READY = /shardline shard \S+ ready: resp ([\d.]+):(\d+) admin http:\/\/([\d.]+):(\d+)/
-const ROUTER_READY = /shardline router ready: (http:\/\/\S+) admin (http:\/\/\S+)/
+const ROUTER_READY = /shardline router ready: (http:\/\/\S+) admin (http:\/\/\S+)(?: resp (\S+))?/
 const LOOPBACK = /^(127\.\d+\.\d+\.\d+|localhost|::1)$/
 const ADDRESS_IN_USE = /EADDRINUSE: address already in use (\S+):(\d+)/
 const STOP_DEADLINE_MS = 5000
@@ -67,9 +67,10 @@ export async function runClusterCommand(argv: string[]): Promise<void> {
     const shardCount = children.size
     const router = new SupervisedChild({ name: 'router', args: ['router', '--config', routerConfig], readyLine: ROUTER_READY, env, log })
     children.add(router)
-    const [, dataUrl, adminUrl] = await router.ready
-    console.log(`shardline cluster ready: ${dataUrl} (admin ${adminUrl}), ${shardCount} shard processes`)
+    const [, dataUrl, adminUrl, respAddress] = await router.ready
+    console.log(`shardline cluster ready: ${dataUrl} (admin ${adminUrl}${respAddress ? `, resp ${respAddress}` : ''}), ${shardCount} shard processes`)
     console.log(`  try: curl -XPOST ${dataUrl}/k -H 'content-type: application/json' -d '{"value":"v","ttl":60}'`)
+    if (respAddress) console.log(`  or:  redis-cli -h ${respAddress.slice(0, respAddress.lastIndexOf(':'))} -p ${respAddress.slice(respAddress.lastIndexOf(':') + 1)} SET k v EX 60`)
   } catch (error) {
     log.error({ error: (error as Error).message }, 'the local cluster did not start')
     await stopAll(1)

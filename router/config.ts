@@ -34,7 +34,8 @@ export interface HotKeyConfig {
 export interface RouterConfig {
   /** Where the config came from (shown in errors and /admin/config). */
   file: string
-  listen: { data: Endpoint; admin: Endpoint }
+  /** resp: the optional RESP (Redis protocol) front; absent, it is off. */
+  listen: { data: Endpoint; admin: Endpoint; resp?: Endpoint }
   pools: Record<string, { shards: ShardConfig[]; hotKeys: HotKeyConfig }>
   routes: { prefix: string; pool: string }[]
   defaultPool: string
@@ -43,7 +44,8 @@ export interface RouterConfig {
   connections: { perDestination: number; timeoutMs: number; connectTimeoutMs: number; maxQueue: number }
   /**
    * Per-request limits follow each reload; the connection ones (maxConnections,
-   * maxAdminConnections, idleTimeoutMs, requestTimeoutMs) are read at start (take effect on restart).
+   * maxAdminConnections, maxRespConnections, idleTimeoutMs, requestTimeoutMs, maxRespQueryBufferBytes)
+   * are read at start (take effect on restart).
    */
   limits: {
     maxKeyBytes: number
@@ -56,10 +58,17 @@ export interface RouterConfig {
     maxAdminConnections: number
     idleTimeoutMs: number
     requestTimeoutMs: number
+    maxRespConnections: number
+    maxRespPipeline: number
+    maxRespQueryBufferBytes: number
+    maxRespOutputBytes: number
   }
   accessLog: boolean
   workers: number
 }
+
+/** Room a RESP request needs beyond its value: the key, the command and the framing. */
+export const RESP_REQUEST_OVERHEAD_BYTES = 64 * 1024
 
 const HOST_PORT = '^[^\\s:]+:\\d{1,5}$'
 const hostPort = { type: 'string', pattern: HOST_PORT, description: 'must be host:port' }
@@ -88,6 +97,7 @@ const schema = {
       properties: {
         data: { ...hostPort, default: '127.0.0.1:8080' },
         admin: { ...hostPort, default: '127.0.0.1:9090' },
+        resp: hostPort,
       },
     },
     pools: {
@@ -189,6 +199,10 @@ const schema = {
         maxAdminConnections: { type: 'integer', minimum: 1, maximum: 65536, default: 256 },
         idleTimeoutMs: { type: 'integer', minimum: 100, maximum: 3_600_000, default: 5000 },
         requestTimeoutMs: { type: 'integer', minimum: 100, maximum: 3_600_000, default: 10_000 },
+        maxRespConnections: { type: 'integer', minimum: 1, maximum: 1_000_000, default: 10_000 },
+        maxRespPipeline: { type: 'integer', minimum: 1, maximum: 65536, default: 1024 },
+        maxRespQueryBufferBytes: { type: 'integer', minimum: 1024, maximum: 1024 ** 3, default: 8 * 1024 * 1024 },
+        maxRespOutputBytes: { type: 'integer', minimum: 1024, maximum: 1024 ** 3, default: 8 * 1024 * 1024 },
       },
     },
     accessLog: { type: 'boolean', default: false },
@@ -198,7 +212,7 @@ const schema = {
 
 type RawDestination = string | { address: string; admin?: string }
 interface RawConfig {
-  listen: { data: string; admin: string }
+  listen: { data: string; admin: string; resp?: string }
   pools: Record<string, { shards: { name: string; primary: RawDestination; replicas: RawDestination[] }[]; hotKeys: HotKeyConfig }>
   routes: { prefix: string; pool: string }[]
   defaultPool?: string
@@ -256,6 +270,10 @@ export function parseRouterConfig(text: string, file: string): RouterConfig {
   if (raw.limits.maxBatchResponseBytes > raw.limits.maxInFlightResponseBytes) {
     at(['limits', 'maxBatchResponseBytes'], `must be at most limits.maxInFlightResponseBytes (${raw.limits.maxInFlightResponseBytes})`)
   }
+  // A request carrying the largest value must fit the RESP front's query buffer.
+  if (raw.limits.maxRespQueryBufferBytes < raw.limits.maxValueBytes + RESP_REQUEST_OVERHEAD_BYTES) {
+    at(['limits', 'maxRespQueryBufferBytes'], `must be at least limits.maxValueBytes + 64 KiB (${raw.limits.maxValueBytes + RESP_REQUEST_OVERHEAD_BYTES})`)
+  }
   const seenAddresses = new Map<string, string>()
   const pools: RouterConfig['pools'] = {}
   for (const [poolName, pool] of Object.entries(raw.pools)) {
@@ -286,7 +304,7 @@ export function parseRouterConfig(text: string, file: string): RouterConfig {
   if (problems.length > 0) throw new ConfigError(problems.join('\n'))
   return {
     file,
-    listen: { data: toEndpoint(raw.listen.data), admin: toEndpoint(raw.listen.admin) },
+    listen: { data: toEndpoint(raw.listen.data), admin: toEndpoint(raw.listen.admin), ...(raw.listen.resp ? { resp: toEndpoint(raw.listen.resp) } : {}) },
     pools,
     routes: raw.routes,
     defaultPool: defaultPool!,

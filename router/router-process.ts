@@ -1,5 +1,5 @@
-// Assembles one router: loads the config, builds the route tree, serves the front and admin
-// ports, reloads on file change (directory watch, so ConfigMap symlink swaps are seen) and
+// Assembles one router: loads the config, builds the route tree, serves the front (HTTP, and RESP
+// when configured) and admin ports, reloads on file change (directory watch, so ConfigMap symlink swaps are seen) and
 // SIGHUP, swapping trees atomically; a bad or unreadable config is refused and the last good one serves.
 import { watch, type FSWatcher } from 'node:fs'
 import type { AddressInfo } from 'node:net'
@@ -10,6 +10,7 @@ import { createRouterAdmin } from './admin.ts'
 import { formatEndpoint, parseRouterConfig, readConfigText, type RouterConfig } from './config.ts'
 import { connectionSettings, openFileLimit } from './connection-caps.ts'
 import { createFront } from './front.ts'
+import { RespFront } from './resp-front.ts'
 import { RouterMetrics } from './metrics.ts'
 import { RouteTree } from './route-tree.ts'
 
@@ -23,6 +24,8 @@ export interface RouterRoles {
 export interface RunningRouter {
   data: AddressInfo | null
   admin: AddressInfo | null
+  /** The RESP front's address; null when listen.resp is not set or this process does not serve data. */
+  resp: AddressInfo | null
   metrics: RouterMetrics
   tree(): RouteTree
   /** Re-reads the config file; resolves true when the new config now serves. */
@@ -36,7 +39,7 @@ const OLD_TREE_GRACE_MS = 10_000
 type ConfigRead = string | Error
 
 // The limits read once, when the servers are created.
-const LISTEN_TIME_LIMITS = ['maxConnections', 'maxAdminConnections', 'idleTimeoutMs', 'requestTimeoutMs'] as const
+const LISTEN_TIME_LIMITS = ['maxConnections', 'maxAdminConnections', 'idleTimeoutMs', 'requestTimeoutMs', 'maxRespConnections', 'maxRespQueryBufferBytes'] as const
 
 export async function startRouter(configFile: string, log: Logger, roles: RouterRoles = { data: true, admin: true }): Promise<RunningRouter> {
   const readConfig = (): ConfigRead => {
@@ -76,7 +79,8 @@ export async function startRouter(configFile: string, log: Logger, roles: Router
       log.error({ reason, error: lastError }, 'config refused; the last good config keeps serving')
       return false
     }
-    if (formatEndpoint(next.listen.data) !== formatEndpoint(config.listen.data) || formatEndpoint(next.listen.admin) !== formatEndpoint(config.listen.admin)) {
+    const respAt = (listen: RouterConfig['listen']) => (listen.resp ? formatEndpoint(listen.resp) : 'off')
+    if (formatEndpoint(next.listen.data) !== formatEndpoint(config.listen.data) || formatEndpoint(next.listen.admin) !== formatEndpoint(config.listen.admin) || respAt(next.listen) !== respAt(config.listen)) {
       log.warn('listen addresses changed in the config: they take effect on restart')
     }
     const changedAtRestart = LISTEN_TIME_LIMITS.filter((name) => next.limits[name] !== config.limits[name])
@@ -110,10 +114,15 @@ export async function startRouter(configFile: string, log: Logger, roles: Router
       reloads: () => ({ generation, lastError, loadedAt }),
     })
     : null
+  // Listen-time limits, like the other listeners'; a reload's maxRespPipeline and the value limits apply at once.
+  const respFront = roles.data && config.listen.resp ? new RespFront({ log, clock, metrics, limits: config.limits, tree }) : null
   await front?.listen({ host: config.listen.data.host, port: config.listen.data.port })
+  // After the data port: a worker's listening events come in this order (cli/router-command.ts).
+  const respAddress = respFront ? await respFront.listen(config.listen.resp!.host, config.listen.resp!.port) : null
   await admin?.listen({ host: config.listen.admin.host, port: config.listen.admin.port })
   if (front) metrics.trackServer('data', front.server)
   if (admin) metrics.trackServer('admin', admin.server)
+  if (respFront) metrics.trackServer('resp', respFront.server)
   started = true
 
   // Watch the directory, not the file: a ConfigMap update swaps a symlink next to the file.
@@ -132,6 +141,7 @@ export async function startRouter(configFile: string, log: Logger, roles: Router
   return {
     data: front ? (front.server.address() as AddressInfo) : null,
     admin: admin ? (admin.server.address() as AddressInfo) : null,
+    resp: respAddress,
     metrics,
     tree,
     reload,
@@ -141,7 +151,7 @@ export async function startRouter(configFile: string, log: Logger, roles: Router
       if (debounce) clearTimeout(debounce)
       process.off('SIGHUP', onHangup)
       // Stop accepting, let in-flight requests finish, then close shard connections.
-      await Promise.all([front?.close(), admin?.close()])
+      await Promise.all([front?.close(), admin?.close(), respFront?.close(graceMs)])
       await current.close(graceMs)
     },
   }

@@ -42,7 +42,23 @@ t.test('a minimal config gets the documented defaults', async (t) => {
     maxAdminConnections: 256,
     idleTimeoutMs: 5000,
     requestTimeoutMs: 10_000,
+    maxRespConnections: 10_000,
+    maxRespPipeline: 1024,
+    maxRespQueryBufferBytes: 8 * 1024 * 1024,
+    maxRespOutputBytes: 8 * 1024 * 1024,
   })
+})
+
+t.test('the RESP front is off unless listen.resp names an address', async (t) => {
+  t.equal(parseRouterConfig(minimal, 'r.yaml').listen.resp, undefined)
+  const on = parseRouterConfig(`listen: { resp: "127.0.0.1:6390" }\n${minimal}`, 'r.yaml')
+  t.same(on.listen.resp, { host: '127.0.0.1', port: 6390 })
+  t.throws(() => parseRouterConfig(`listen: { resp: 6390 }\n${minimal}`, 'r.yaml'), /listen\.resp: must be host:port/)
+  const withLimits = (limits: string) => parseRouterConfig(`${minimal}limits:\n${limits}`, 'r.yaml')
+  t.throws(() => withLimits('  maxRespPipeline: 0\n'), /limits\.maxRespPipeline: must be >= 1/)
+  t.throws(() => withLimits('  maxRespConnections: 2000000\n'), /limits\.maxRespConnections: must be <= 1000000/)
+  t.throws(() => withLimits('  maxRespQueryBufferBytes: 100000\n'), /r\.yaml:7: limits\.maxRespQueryBufferBytes: must be at least limits\.maxValueBytes \+ 64 KiB \(1114112\)/)
+  t.equal(withLimits('  maxValueBytes: 1000\n  maxRespQueryBufferBytes: 70000\n').limits.maxRespQueryBufferBytes, 70_000)
 })
 
 t.test('limits have ranges, and the response budgets must hold the largest value', async (t) => {
