@@ -1,8 +1,9 @@
 // Shared benchmark helpers: free ports, tracked child processes (always killed, also on error
-// or signal), starting a shard / redis-server / memcached on 127.0.0.1, small RESP and memcached clients.
+// or signal), starting a shard / redis-server / memcached / nutcracker on 127.0.0.1, small RESP and memcached clients.
 import { execFileSync, spawn, type ChildProcess, type SpawnOptions } from 'node:child_process'
-import { readFileSync } from 'node:fs'
+import { readFileSync, writeFileSync } from 'node:fs'
 import net from 'node:net'
+import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { RespReplyParser, type RespReply } from '../common/resp-reply-parser.ts'
 import { RespWriter } from '../common/resp-writer.ts'
@@ -119,7 +120,7 @@ export async function freePort(): Promise<number> {
 }
 
 export interface RunningServer {
-  kind: 'shard' | 'redis' | 'memcached'
+  kind: 'shard' | 'redis' | 'memcached' | 'router' | 'nutcracker'
   proc: TrackedProcess
   port: number
   /** The pid whose memory is the server's (for the shard, INFO's process_id). */
@@ -204,6 +205,32 @@ export async function startMemcached(memoryMb: number): Promise<RunningServer> {
   await waitForPort(proc, port, 15_000)
   if (proc.child.pid === undefined) throw new Error('memcached has no pid')
   return { kind: 'memcached', proc, port, pid: proc.child.pid }
+}
+
+/**
+ * nutcracker (twemproxy) in front of redis-servers: one pool, ketama over fnv1a_64, hosts never
+ * ejected, its config in dir; listens on a free port, with its stats port on another.
+ */
+export async function startNutcracker(dir: string, servers: RunningServer[]): Promise<RunningServer> {
+  const port = await freePort()
+  const file = join(dir, 'nutcracker.yml')
+  writeFileSync(file, [
+    'bench:',
+    `  listen: ${HOST}:${port}`,
+    '  hash: fnv1a_64',
+    '  distribution: ketama',
+    '  redis: true',
+    '  auto_eject_hosts: false',
+    '  server_connections: 1',
+    '  servers:',
+    ...servers.map((server, i) => `    - ${HOST}:${server.port}:1 r${i}`),
+    '',
+  ].join('\n'))
+  await runCommand('nutcracker -t', '/usr/sbin/nutcracker', ['-t', '-c', file], 15_000)
+  const proc = spawnTracked('nutcracker', '/usr/sbin/nutcracker', ['-c', file, '-s', String(await freePort()), '-a', HOST, '-o', join(dir, 'nutcracker.log'), '-p', join(dir, 'nutcracker.pid')])
+  await waitForPort(proc, port, 15_000)
+  if (proc.child.pid === undefined) throw new Error('nutcracker has no pid')
+  return { kind: 'nutcracker', proc, port, pid: proc.child.pid }
 }
 
 export async function stopServer(server: RunningServer): Promise<void> {
