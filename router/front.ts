@@ -10,7 +10,7 @@ import { encodeJsonValue, jsonValueBody, jsonValueParts } from '../common/value-
 import type { RouterConfig } from './config.ts'
 import type { FrontOp, RouterMetrics } from './metrics.ts'
 import type { RouteTree } from './route-tree.ts'
-import { ResponseBudget } from './response-budget.ts'
+import type { ResponseBudget } from './response-budget.ts'
 import type { Op, OpResult } from './routes/route.ts'
 
 export interface FrontOptions {
@@ -23,6 +23,8 @@ export interface FrontOptions {
   accessLog: boolean
   clock: HybridLogicalClock
   metrics: RouterMetrics
+  /** Values held by responses in progress, router-wide (shared with the RESP front). */
+  budget: ResponseBudget
   /** The tree to route through; read once per request so a reload never splits one. */
   tree(): RouteTree
 }
@@ -46,8 +48,7 @@ export function createFront(options: FrontOptions) {
     onConnectionShed: options.onConnectionShed,
     maxJsonDepth: () => options.tree().config.limits.maxJsonDepth,
   })
-  const budget = new ResponseBudget()
-  metrics.trackResponseBytes(() => budget.held)
+  const { budget } = options
   // Every reply, errors included, is counted by op and status, timed by fastify (elapsedTime runs
   // from routing to the response's end). Declared up front so every request object keeps one shape.
   app.decorateRequest('frontOp', undefined)

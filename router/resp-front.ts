@@ -11,6 +11,7 @@ import { ThrottledWarnings } from '../common/throttled-warning.ts'
 import { VERSION } from '../common/version.ts'
 import { RESP_REQUEST_OVERHEAD_BYTES, type RouterConfig } from './config.ts'
 import type { RouterMetrics } from './metrics.ts'
+import type { ResponseBudget } from './response-budget.ts'
 import { REDIS_VERSION, findCommand, unknownCommand, wrongArity, type CommandContext } from './resp-commands.ts'
 import { CommandError, ErrorReply, routeErrorReply, valueBytes, writeReply, type Reply } from './resp-reply.ts'
 import { KeyOrder } from './resp-key-order.ts'
@@ -24,6 +25,8 @@ export interface RespFrontOptions {
   log: Logger
   clock: HybridLogicalClock
   metrics: RouterMetrics
+  /** Values held by replies in progress, router-wide (shared with the HTTP front). */
+  budget: ResponseBudget
   limits: RespListenLimits
   /** The tree to route through; read once per command. */
   tree(): RouteTree
@@ -53,8 +56,6 @@ interface Slot {
 
 export class RespFront {
   readonly server: net.Server
-  /** Value bytes held by replies not yet handed to the kernel, across connections (limits.maxInFlightResponseBytes). */
-  heldBytes = 0
   readonly options: RespFrontOptions
   private readonly parserLimits: RespLimits
   private readonly connections = new Set<Connection>()
@@ -157,11 +158,10 @@ export class RespFront {
     const bytes = valueBytes(reply)
     if (bytes > 0) {
       const max = this.options.tree().config.limits.maxInFlightResponseBytes
-      if (this.heldBytes + bytes > max) {
-        reply = new ErrorReply(`TRYAGAIN overloaded: the router holds ${this.heldBytes} bytes of replies in progress, the limit is ${max} (limits.maxInFlightResponseBytes)`, 'overloaded')
-      } else {
-        this.heldBytes += bytes
+      if (this.options.budget.charge(bytes, max)) {
         slot.charged = bytes
+      } else {
+        reply = new ErrorReply(`TRYAGAIN overloaded: the router holds ${this.options.budget.held} bytes of replies in progress, the limit is ${max} (limits.maxInFlightResponseBytes)`, 'overloaded')
       }
     }
     this.options.metrics.observeResp(slot.command, reply instanceof ErrorReply ? reply.outcome : 'ok', slot.startedAt)
@@ -340,7 +340,7 @@ class Connection {
   }
 
   private release(bytes: number): void {
-    this.front.heldBytes -= bytes
+    this.front.options.budget.release(bytes)
   }
 
   private mustWait(): boolean {

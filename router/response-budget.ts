@@ -1,5 +1,5 @@
-// The router-wide budget of value bytes held by responses in progress (limits.maxInFlightResponseBytes):
-// charged as values arrive, released as responses end, refused (503) past it instead of growing the heap.
+// The router-wide budget of value bytes held by responses in progress on both fronts (HTTP and RESP,
+// limits.maxInFlightResponseBytes): charged as values arrive, released as responses end, refused past it.
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { HttpError } from '../common/http-errors.ts'
 
@@ -7,9 +7,20 @@ export class ResponseBudget {
   /** Bytes held right now, across every response in progress. */
   held = 0
 
+  /** Charges bytes unless that would pass max; the caller releases what it charged, once. */
+  charge(bytes: number, max: number): boolean {
+    if (this.held + bytes > max) return false
+    this.held += bytes
+    return true
+  }
+
+  release(bytes: number): void {
+    this.held -= bytes
+  }
+
   /**
-   * Charges `bytes` to the request's response, or throws 503 overloaded when the router holds too
-   * much already. The charge is released once, when the response is finished or abandoned.
+   * Charges `bytes` to an HTTP request's response, or throws 503 overloaded when the router holds
+   * too much already. The charge is released once, when the response is finished or abandoned.
    */
   hold(request: FastifyRequest, reply: FastifyReply, bytes: number, max: number): void {
     if (this.held + bytes > max) {
@@ -18,13 +29,13 @@ export class ResponseBudget {
     // A client already gone gets no response, and no 'close' would come to release the charge.
     if (bytes === 0 || reply.raw.destroyed) return
     this.held += bytes
-    if (request.heldBytes === 0) reply.raw.once('close', () => this.release(request))
+    if (request.heldBytes === 0) {
+      reply.raw.once('close', () => {
+        this.release(request.heldBytes)
+        request.heldBytes = 0
+      })
+    }
     request.heldBytes += bytes
-  }
-
-  private release(request: FastifyRequest): void {
-    this.held -= request.heldBytes
-    request.heldBytes = 0
   }
 }
 

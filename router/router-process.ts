@@ -12,6 +12,7 @@ import { connectionSettings, openFileLimit } from './connection-caps.ts'
 import { createFront } from './front.ts'
 import { RespFront } from './resp-front.ts'
 import { RouterMetrics } from './metrics.ts'
+import { ResponseBudget } from './response-budget.ts'
 import { RouteTree } from './route-tree.ts'
 
 /** What this process serves: a lone router does both; with workers, the primary serves admin. */
@@ -98,9 +99,11 @@ export async function startRouter(configFile: string, log: Logger, roles: Router
   }
 
   const clock = new HybridLogicalClock()
-  const connections = connectionSettings(config.limits, openFileLimit(), log)
+  const budget = new ResponseBudget()
+  metrics.trackResponseBytes(() => budget.held)
+  const connections = connectionSettings(config.limits, openFileLimit(), log, roles.data && config.listen.resp !== undefined)
   const front = roles.data
-    ? createFront({ log, maxValueBytes: config.limits.maxValueBytes, connections: connections.data, onConnectionShed: (reason) => metrics.connectionsShed.inc({ port: 'data', reason }), accessLog: config.accessLog, clock, metrics, tree })
+    ? createFront({ log, maxValueBytes: config.limits.maxValueBytes, connections: connections.data, onConnectionShed: (reason) => metrics.connectionsShed.inc({ port: 'data', reason }), accessLog: config.accessLog, clock, metrics, budget, tree })
     : null
   const admin = roles.admin
     ? await createRouterAdmin({
@@ -115,7 +118,7 @@ export async function startRouter(configFile: string, log: Logger, roles: Router
     })
     : null
   // Listen-time limits, like the other listeners'; a reload's maxRespPipeline and the value limits apply at once.
-  const respFront = roles.data && config.listen.resp ? new RespFront({ log, clock, metrics, limits: config.limits, tree }) : null
+  const respFront = roles.data && config.listen.resp ? new RespFront({ log, clock, metrics, budget, limits: config.limits, tree }) : null
   await front?.listen({ host: config.listen.data.host, port: config.listen.data.port })
   // After the data port: a worker's listening events come in this order (cli/router-command.ts).
   const respAddress = respFront ? await respFront.listen(config.listen.resp!.host, config.listen.resp!.port) : null

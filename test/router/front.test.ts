@@ -10,6 +10,7 @@ import { MAX_TTL_SECONDS } from '../../common/limits.ts'
 import { createLogger } from '../../common/logger.ts'
 import { createFront, BATCH_PATH } from '../../router/front.ts'
 import { RouterMetrics } from '../../router/metrics.ts'
+import { ResponseBudget } from '../../router/response-budget.ts'
 import type { RouteTree } from '../../router/route-tree.ts'
 import type { Op, OpResult } from '../../router/routes/route.ts'
 import { waitFor } from '../helpers/processes.ts'
@@ -41,6 +42,8 @@ const tree = {
 } as unknown as RouteTree
 
 const metrics = new RouterMetrics(() => [], () => 1)
+const budget = new ResponseBudget()
+metrics.trackResponseBytes(() => budget.held)
 const front = (connections: ConnectionSettings = DEFAULT_CONNECTIONS) => createFront({
   log: createLogger('front-test', 'silent'),
   maxValueBytes: 1024,
@@ -48,6 +51,7 @@ const front = (connections: ConnectionSettings = DEFAULT_CONNECTIONS) => createF
   accessLog: false,
   clock: new HybridLogicalClock(),
   metrics,
+  budget,
   tree: () => tree,
 })
 const app = front()

@@ -9,6 +9,7 @@ import { RespErrorReply, RespReplyParser, type RespReply } from '../../common/re
 import { parseRouterConfig } from '../../router/config.ts'
 import { NoHealthyDestinationError, OutcomeUnknownError } from '../../router/errors.ts'
 import { RouterMetrics } from '../../router/metrics.ts'
+import { ResponseBudget } from '../../router/response-budget.ts'
 import { RespFront } from '../../router/resp-front.ts'
 import type { RouteTree } from '../../router/route-tree.ts'
 import type { Op, OpResult } from '../../router/routes/route.ts'
@@ -50,7 +51,7 @@ const tree = {
 
 function apply(op: Op): OpResult {
   if (op.key === 'down') throw new NoHealthyDestinationError('s0')
-  if (op.key === 'lost') throw new OutcomeUnknownError('s0', 'connection closed')
+  if (op.key === 'lost') throw new OutcomeUnknownError('s0', 'increment', 'connection closed')
   if (op.key === 'boom') throw new Error('a bug in the route tree')
   const entry = stored.get(op.key)
   switch (op.kind) {
@@ -78,10 +79,12 @@ function apply(op: Op): OpResult {
   }
 }
 
+const budget = new ResponseBudget()
 const front = new RespFront({
   log: createLogger('test', 'silent'),
   clock: new HybridLogicalClock(),
   metrics: new RouterMetrics(() => [], () => 1),
+  budget,
   limits: config.limits,
   tree: () => tree,
 })
@@ -265,8 +268,8 @@ t.test('values held by replies in progress are bounded by limits.maxInFlightResp
   const refused = replies.filter((reply) => reply instanceof RespErrorReply)
   t.equal(refused.length, 1, 'past the budget a read is refused')
   t.match(errorText(refused[0]), /^TRYAGAIN overloaded: /)
-  await waitFor(() => front.heldBytes === 0, 2000, () => `held ${front.heldBytes}`)
-  t.equal(front.heldBytes, 0, 'every charge is released once written')
+  await waitFor(() => budget.held === 0, 2000, () => `held ${budget.held}`)
+  t.equal(budget.held, 0, 'every charge is released once written')
   t.same(await one('GET', 'gatedkb'), Buffer.from('v'.repeat(1000)), 'and reads go on')
   t.equal(errorText(await one('MGET', 'gatedkb', 'gatedkb', 'gatedkb')), 'ERR reply too large: 3000 bytes of values, the limit is 2048 (limits.maxBatchResponseBytes): ask for fewer keys')
 })
