@@ -21,15 +21,16 @@ export function openFileLimit(procLimits = '/proc/self/limits'): number | null {
 }
 
 /**
- * Each port's settings. The admin port keeps its own cap whatever the data port holds; when both
- * caps and the reserve exceed the open-file limit, the data port's cap is lowered (warned once, at
- * start: connection settings take effect on restart).
+ * Each port's settings. The admin and RESP ports keep their own caps whatever the data port holds;
+ * when all the caps (the RESP port's when it listens) and the reserve exceed the open-file limit,
+ * the data port's cap is lowered (warned once, at start: connection settings take effect on restart).
  */
-export function connectionSettings(limits: RouterConfig['limits'], fileLimit: number | null, log: Logger): { data: ConnectionSettings; admin: ConnectionSettings } {
+export function connectionSettings(limits: RouterConfig['limits'], fileLimit: number | null, log: Logger, respListens = false): { data: ConnectionSettings; admin: ConnectionSettings } {
   const timeouts = { idleTimeoutMs: limits.idleTimeoutMs, requestTimeoutMs: limits.requestTimeoutMs }
+  const otherCaps = limits.maxAdminConnections + (respListens ? limits.maxRespConnections : 0)
   let dataCap = limits.maxConnections
-  if (fileLimit !== null && dataCap + limits.maxAdminConnections + FILE_RESERVE > fileLimit) {
-    dataCap = Math.max(1, fileLimit - limits.maxAdminConnections - FILE_RESERVE)
+  if (fileLimit !== null && dataCap + otherCaps + FILE_RESERVE > fileLimit) {
+    dataCap = Math.max(1, fileLimit - otherCaps - FILE_RESERVE)
     log.warn({ maxConnections: limits.maxConnections, openFileLimit: fileLimit, effective: dataCap }, 'limits.maxConnections does not fit the open-file limit (ulimit -n): the data port holds fewer connections')
   }
   return { data: { max: dataCap, ...timeouts }, admin: { max: limits.maxAdminConnections, ...timeouts } }

@@ -18,10 +18,13 @@ export class ShardConnectionError extends HttpError {
  */
 export class ShardReplyLostError extends ShardConnectionError {}
 
-/** An increment whose reply was lost: answered as such rather than applied a second time elsewhere. */
+/**
+ * An op that is not safe to repeat (an increment, a conditional SET) whose reply was lost:
+ * answered as such rather than applied a second time elsewhere.
+ */
 export class OutcomeUnknownError extends HttpError {
-  constructor(shard: string, cause: string) {
-    super(503, 'outcome_unknown', `shard ${shard}: the increment may or may not have been applied and was not retried (${cause})`)
+  constructor(shard: string, op: string, cause: string) {
+    super(503, 'outcome_unknown', `shard ${shard}: the ${op} may or may not have been applied and was not retried (${cause})`)
   }
 }
 

@@ -41,7 +41,7 @@ export class FailoverRoute implements Route {
         return await runOnDestination(destination, op)
       } catch (error) {
         if (!(error instanceof ShardConnectionError)) throw error
-        if (error instanceof ShardReplyLostError && !repeatable(op)) throw new OutcomeUnknownError(this.shard, error.message)
+        if (error instanceof ShardReplyLostError && !repeatable(op)) throw new OutcomeUnknownError(this.shard, op.kind === 'incr' ? 'increment' : 'conditional SET', error.message)
         lastError = error
       }
     }

@@ -88,6 +88,7 @@ t.test('connection settings: the data port cap is lowered to fit the open-file l
   t.equal(connectionSettings(limits, 4096, log).data.max, 4096 - 256 - FILE_RESERVE)
   t.equal(connectionSettings(limits, 4096, log).admin.max, 256)
   t.equal(connectionSettings(limits, 100, log).data.max, 1, 'never below one')
+  t.equal(connectionSettings({ ...limits, maxRespConnections: 1000 }, 4096, log, true).data.max, 4096 - 256 - 1000 - FILE_RESERVE, 'the RESP port\'s cap counts when it listens')
 
   const dir = mkdtempSync(join(tmpdir(), 'shardline-limits-'))
   writeFileSync(join(dir, 'limits'), 'Limit                     Soft Limit           Hard Limit           Units\nMax open files            1024                 524288               files\n')
