@@ -31,8 +31,99 @@ export class RespProtocolError extends Error {}
 /** A request bigger than maxQueryBufferBytes: refused like a malformed one. */
 export class RespQueryBufferError extends RespProtocolError {}
 
-/** Handles one complete command; returning false stops the parser until resume() is called. */
+/**
+ * Handles one complete command; returning false stops the parser until resume() is called. Each
+ * argument is a view into the bytes given to push(), which the parser never changes: it stays
+ * valid after the handler returns, for as long as it is kept, but keeps the whole chunk it lies in
+ * alive (a socket read, up to 64 KiB, or a request split over reads joined into one): copy a small
+ * argument that is to be kept long (a stored key or value).
+ */
 export type CommandHandler = (args: Buffer[]) => unknown
+
+/** Like CommandHandler, with the arguments read in place (RespArgs), valid only until it returns. */
+export type ArgsHandler = (args: RespArgs) => unknown
+
+const EMPTY: Buffer = Buffer.alloc(0)
+/** RespArgs keeps room for this many arguments from one command to the next (one MSET may have a million). */
+const KEPT_ARGS = 64
+
+/**
+ * One command's arguments where they lie in the bytes received, read without an object per
+ * argument. Valid only while the ArgsHandler it was given to runs: the parser reuses it for the
+ * next command. What buffer() and toArray() return is valid as CommandHandler's arguments are.
+ */
+export class RespArgs {
+  /** Arguments, the command name included. */
+  count = 0
+  // Argument i is sources[i][starts[i] .. ends[i]); an array split over reads spans several sources.
+  private sources: Buffer[] = []
+  private starts: number[] = []
+  private ends: number[] = []
+
+  byteLength(i: number): number {
+    return this.ends[i] - this.starts[i]
+  }
+
+  /** Argument i as a latin1 string: one char per byte, any bytes. */
+  latin1(i: number): string {
+    return this.sources[i].toString('latin1', this.starts[i], this.ends[i])
+  }
+
+  /** Argument i as a Buffer (a view into the bytes received, no copy). */
+  buffer(i: number): Buffer {
+    return this.sources[i].subarray(this.starts[i], this.ends[i])
+  }
+
+  /** True when argument i is name in any letter case; name is lower-case ASCII. */
+  is(i: number, name: string): boolean {
+    const source = this.sources[i]
+    const start = this.starts[i]
+    if (this.ends[i] - start !== name.length) return false
+    for (let j = 0; j < name.length; j++) {
+      const expected = name.charCodeAt(j)
+      const byte = source[start + j]
+      if (byte !== expected && (expected < 97 || expected > 122 || byte !== expected - 32)) return false
+    }
+    return true
+  }
+
+  /** Byte j of argument i (j below byteLength(i)). */
+  byteAt(i: number, j: number): number {
+    return this.sources[i][this.starts[i] + j]
+  }
+
+  /** Copies argument i into target at offset; returns the bytes copied. */
+  copyTo(i: number, target: Buffer, offset: number): number {
+    return this.sources[i].copy(target, offset, this.starts[i], this.ends[i])
+  }
+
+  /** Every argument as a Buffer, as CommandHandler receives them. */
+  toArray(): Buffer[] {
+    const args: Buffer[] = []
+    for (let i = 0; i < this.count; i++) args.push(this.buffer(i))
+    return args
+  }
+
+  /** @internal The parser's: appends an argument. */
+  add(source: Buffer, start: number, end: number): void {
+    const i = this.count++
+    this.sources[i] = source
+    this.starts[i] = start
+    this.ends[i] = end
+  }
+
+  /** @internal The parser's: empties it, keeping no received bytes alive, nor the room a long array took. */
+  clear(): void {
+    if (this.count > KEPT_ARGS) {
+      this.sources = []
+      this.starts = []
+      this.ends = []
+    } else {
+      for (let i = 0; i < this.count; i++) this.sources[i] = EMPTY
+    }
+    this.count = 0
+  }
+}
 
 const CR = 13
 const LF = 10
@@ -46,10 +137,11 @@ export class RespRequestParser {
   private buffered = 0
   /** Bytes that must be buffered before parsing can make progress again. */
   private needed = 1
-  /** Arguments of the array being read; null when between commands. */
-  private args: Buffer[] | null = null
-  private argsBytes = 0
+  /** Arguments of the command being read, reused from one command to the next. */
+  private readonly args = new RespArgs()
+  /** Elements of the array being read still to come; 0 when between commands. */
   private argsRemaining = 0
+  private argsBytes = 0
   /** Set when onCommand asked to stop: what is buffered is parsed on resume(). */
   private stopped = false
 
@@ -65,12 +157,24 @@ export class RespRequestParser {
   push(chunk: Buffer, onCommand: CommandHandler): boolean {
     this.chunks.push(chunk)
     this.buffered += chunk.length
-    return this.drain(onCommand)
+    return this.drain(onCommand, true)
   }
 
   /** Goes on after a stop with what is buffered, as push does with a new chunk. */
   resume(onCommand: CommandHandler): boolean {
-    return this.drain(onCommand)
+    return this.drain(onCommand, true)
+  }
+
+  /** push() for a handler that reads the arguments in place, without a Buffer per argument. */
+  pushArgs(chunk: Buffer, onArgs: ArgsHandler): boolean {
+    this.chunks.push(chunk)
+    this.buffered += chunk.length
+    return this.drain(onArgs, false)
+  }
+
+  /** resume() for an ArgsHandler. */
+  resumeArgs(onArgs: ArgsHandler): boolean {
+    return this.drain(onArgs, false)
   }
 
   /** Bytes held for commands not handled yet: buffered input and the arguments of an unfinished array. */
@@ -80,14 +184,14 @@ export class RespRequestParser {
 
   /** True while part of a command has arrived and the rest has not (or, after a stop, is not parsed yet). */
   get midRequest(): boolean {
-    return this.args !== null || this.buffered > 0
+    return this.argsRemaining > 0 || this.buffered > 0
   }
 
-  private drain(onCommand: CommandHandler): boolean {
+  private drain(handler: CommandHandler | ArgsHandler, asArray: boolean): boolean {
     this.stopped = false
     if (this.buffered >= this.needed) {
       const data = this.chunks.length === 1 ? this.chunks[0] : Buffer.concat(this.chunks, this.buffered)
-      const consumed = this.parse(data, onCommand)
+      const consumed = this.parse(data, handler, asArray)
       const rest = data.length - consumed
       this.chunks = rest > 0 ? [data.subarray(consumed)] : []
       this.buffered = rest
@@ -98,26 +202,24 @@ export class RespRequestParser {
 
   // Parses as many whole elements as data holds, or up to a stop; returns the bytes consumed and
   // sets this.needed to the total length the buffer must reach before a retry can progress.
-  private parse(data: Buffer, onCommand: CommandHandler): number {
+  private parse(data: Buffer, handler: CommandHandler | ArgsHandler, asArray: boolean): number {
     let pos = 0
     const end = data.length
     while (pos < end) {
-      if (this.args === null) {
+      if (this.argsRemaining === 0) {
         if (data[pos] === STAR) {
           const lineEnd = this.findLineEnd(data, pos, HEADER_LINE_MAX, 'invalid multibulk length')
           if (lineEnd < 0) break
           const count = parseLength(data, pos + 1, lineEnd, 'invalid multibulk length')
           pos = lineEnd + 2
           if (count > this.limits.maxArrayLength) throw new RespProtocolError('invalid multibulk length')
-          if (count <= 0) continue
-          this.args = []
-          this.argsRemaining = count
+          if (count > 0) this.argsRemaining = count
         } else {
           const lineEnd = this.findInlineEnd(data, pos)
           if (lineEnd < 0) break
-          const args = splitInline(data, pos, lineEnd)
+          splitInline(data, pos, lineEnd, this.args)
           pos = lineEnd + 1
-          if (args.length > 0 && onCommand(args) === false) return this.stop(pos)
+          if (this.args.count > 0 && this.deliver(handler, asArray) === false) return this.stop(pos)
         }
         continue
       }
@@ -135,18 +237,25 @@ export class RespRequestParser {
         return pos
       }
       if (data[bodyEnd] !== CR || data[bodyEnd + 1] !== LF) throw new RespProtocolError('bulk string not terminated by CRLF')
-      this.args.push(data.subarray(bodyStart, bodyEnd))
+      this.args.add(data, bodyStart, bodyEnd)
       this.argsBytes += length
       pos = bodyEnd + 2
       if (--this.argsRemaining === 0) {
-        const args = this.args
-        this.args = null
         this.argsBytes = 0
-        if (onCommand(args) === false) return this.stop(pos)
+        if (this.deliver(handler, asArray) === false) return this.stop(pos)
       }
     }
     this.needed = end - pos + 1
     return pos
+  }
+
+  // Hands the command read to the handler and empties args for the next one.
+  private deliver(handler: CommandHandler | ArgsHandler, asArray: boolean): unknown {
+    try {
+      return asArray ? (handler as CommandHandler)(this.args.toArray()) : (handler as ArgsHandler)(this.args)
+    } finally {
+      this.args.clear()
+    }
   }
 
   // After a stop, whatever is buffered may hold whole commands: resume() must parse it.
@@ -197,18 +306,16 @@ function parseLength(data: Buffer, start: number, end: number, what: string): nu
 
 // Inline commands (what `telnet` or `nc` users type) are split on spaces and tabs; unlike
 // Redis, quotes are not interpreted: use a RESP client for values with spaces.
-function splitInline(data: Buffer, start: number, newline: number): Buffer[] {
+function splitInline(data: Buffer, start: number, newline: number, args: RespArgs): void {
   const end = newline > start && data[newline - 1] === CR ? newline - 1 : newline
-  const args: Buffer[] = []
   let wordStart = -1
   for (let i = start; i <= end; i++) {
     const isSpace = i === end || data[i] === 32 || data[i] === 9
     if (isSpace) {
-      if (wordStart >= 0) args.push(data.subarray(wordStart, i))
+      if (wordStart >= 0) args.add(data, wordStart, i)
       wordStart = -1
     } else if (wordStart < 0) {
       wordStart = i
     }
   }
-  return args
 }

@@ -2,7 +2,7 @@
 // the query buffer bound, and random input (fast-check): commands or RespProtocolError, nothing else.
 import t from 'tap'
 import fc from 'fast-check'
-import { DEFAULT_RESP_LIMITS, RespProtocolError, RespQueryBufferError, RespRequestParser, type RespLimits } from '../../common/resp-request-parser.ts'
+import { DEFAULT_RESP_LIMITS, RespProtocolError, RespQueryBufferError, RespRequestParser, type RespArgs, type RespLimits } from '../../common/resp-request-parser.ts'
 
 const encode = (...args: (string | Buffer)[]): Buffer =>
   Buffer.concat([Buffer.from(`*${args.length}\r\n`), ...args.flatMap((a) => [Buffer.from(`$${Buffer.byteLength(a)}\r\n`), Buffer.from(a), Buffer.from('\r\n')])])
@@ -179,4 +179,59 @@ t.test('an unfinished request holding more than maxQueryBufferBytes is refused a
   t.same(handled, [], 'the refused request was never handled')
   const pipeline = Buffer.concat(Array.from({ length: 10 }, () => encode('SET', 'k', value)))
   t.equal(parseAll([pipeline], limits).length, 10, 'whole commands in one chunk, however many, are not held')
+})
+
+// The same parse through pushArgs/resumeArgs, reading each argument in place as the shard does.
+function parseArgsWithStops(chunks: Buffer[], stopAfter: (index: number) => boolean): string[][] {
+  const parser = new RespRequestParser()
+  const commands: string[][] = []
+  const handler = (args: RespArgs) => {
+    const texts: string[] = []
+    for (let i = 0; i < args.count; i++) texts.push(args.latin1(i))
+    if (args.toArray().some((a, i) => a.toString('latin1') !== texts[i])) throw new Error('buffer views and latin1 disagree')
+    commands.push(texts)
+    return !stopAfter(commands.length - 1)
+  }
+  for (const chunk of chunks) {
+    let finished = parser.pushArgs(chunk, handler)
+    while (!finished) finished = parser.resumeArgs(handler)
+  }
+  return commands
+}
+
+t.test('pushArgs and resumeArgs read the same commands as push, at every split point and with stops', async (t) => {
+  const binary = Buffer.from([0, 13, 10, 255, 36, 42])
+  const frame = Buffer.concat([encode('SET', 'key', binary), Buffer.from('PING\r\n'), encode('MGET', 'a', 'b'), encode('GET', 'k')])
+  const expected = parseAll([frame])
+  for (let i = 0; i <= frame.length; i++) {
+    const chunks = [frame.subarray(0, i), frame.subarray(i)]
+    t.same(parseArgsWithStops(chunks, () => false), expected, `split at ${i}`)
+    t.same(parseArgsWithStops(chunks, (index) => index % 2 === 0), expected, `stop after even ones, split at ${i}`)
+  }
+  t.same(parseArgsWithStops([...frame].map((byte) => Buffer.from([byte])), () => true), expected, 'one byte at a time, stopping after each')
+})
+
+t.test('RespArgs matches command names in any letter case, byte for byte', async (t) => {
+  const parser = new RespRequestParser()
+  const seen: boolean[][] = []
+  parser.pushArgs(Buffer.concat([encode('sEt', 'SL.SYNC', 'sl\x0esync', 'Set!')]), (args) => {
+    seen.push([args.is(0, 'set'), args.is(1, 'sl.sync'), args.is(2, 'sl.sync'), args.is(3, 'set'), args.is(0, 'get')])
+    t.equal(args.byteLength(1), 7)
+    t.equal(args.byteAt(1, 2), '.'.charCodeAt(0))
+    const copy = Buffer.alloc(4)
+    t.equal(args.copyTo(3, copy, 0), 4)
+    t.equal(copy.toString('latin1'), 'Set!')
+  })
+  t.same(seen, [[true, true, false, false, false]], 'only letters fold; other bytes must match exactly')
+})
+
+t.test('arguments handed to a CommandHandler stay as they were after it returns and the parser goes on', async (t) => {
+  const parser = new RespRequestParser()
+  const kept: Buffer[][] = []
+  const frame = Buffer.concat([encode('SET', 'k1', 'first'), encode('SET', 'k2', 'second')])
+  // Split inside the second command, so its first arguments and the rest come from two reads.
+  parser.push(frame.subarray(0, frame.length - 5), (args) => kept.push(args))
+  parser.push(frame.subarray(frame.length - 5), (args) => kept.push(args))
+  parser.push(encode('SET', 'k3', 'third'), (args) => kept.push(args))
+  t.same(kept.map((args) => args.map((a) => a.toString())), [['SET', 'k1', 'first'], ['SET', 'k2', 'second'], ['SET', 'k3', 'third']])
 })
