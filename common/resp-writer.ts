@@ -10,6 +10,15 @@ const POOL_BYTES = 4 * 1024 * 1024
 /** A Buffer value this big is not copied into the packing buffer but sent as it is. */
 const OWN_BUFFER_BYTES = 64 * 1024
 const EMPTY: Buffer = Buffer.alloc(0)
+/** Text up to this long is copied char by char; longer text goes through Buffer.write. */
+const SHORT_TEXT = 16
+/** The longest header line: a type byte, a sign, the 16 digits of a safe integer, CRLF. */
+const HEADER_MAX_BYTES = 20
+const PLUS = 43
+const MINUS = 45
+const COLON = 58
+const STAR = 42
+const DOLLAR = 36
 
 /**
  * Free packing buffers. A writer holds one only while it has replies to send, so what thousands
@@ -69,7 +78,10 @@ export class RespWriter {
   private piecesBytes = 0
 
   simple(text: string): void {
-    this.ascii(`+${text}\r\n`)
+    this.reserve(text.length + 3)
+    this.buffer[this.length++] = PLUS
+    this.ascii(text)
+    this.crlf()
   }
 
   /** An error reply; message already carries its prefix (ERR, WRONGTYPE, …). */
@@ -78,11 +90,12 @@ export class RespWriter {
   }
 
   integer(value: number | bigint): void {
-    this.ascii(`:${value}\r\n`)
+    if (typeof value === 'number' && Number.isSafeInteger(value)) this.header(COLON, value)
+    else this.ascii(`:${value}\r\n`)
   }
 
   arrayHeader(count: number): void {
-    this.ascii(`*${count}\r\n`)
+    this.header(STAR, count)
   }
 
   nullBulk(): void {
@@ -91,23 +104,21 @@ export class RespWriter {
 
   /** A bulk string from a latin1 string (one char per byte), the shard's in-memory form. */
   bulkLatin1(value: string): void {
-    const header = `$${value.length}\r\n`
     // One reply, one buffer: header, value and CRLF together.
-    this.reserve(header.length + value.length + 2)
-    this.ascii(header)
+    this.reserve(HEADER_MAX_BYTES + value.length + 2)
+    this.header(DOLLAR, value.length)
     this.length += this.buffer.write(value, this.length, 'latin1')
     this.crlf()
   }
 
   /** A bulk string; a big one is sent as the very buffer given, which must not change until written. */
   bulk(value: Buffer): void {
-    const header = `$${value.length}\r\n`
     if (value.length >= OWN_BUFFER_BYTES) {
-      this.ascii(header)
+      this.header(DOLLAR, value.length)
       this.addPiece(value)
     } else {
-      this.reserve(header.length + value.length + 2)
-      this.ascii(header)
+      this.reserve(HEADER_MAX_BYTES + value.length + 2)
+      this.header(DOLLAR, value.length)
       this.length += value.copy(this.buffer, this.length)
     }
     this.crlf()
@@ -173,7 +184,30 @@ export class RespWriter {
 
   private ascii(text: string): void {
     this.reserve(text.length)
-    this.length += this.buffer.write(text, this.length, 'latin1')
+    // A call into C++ costs more than copying a few chars here.
+    if (text.length > SHORT_TEXT) {
+      this.length += this.buffer.write(text, this.length, 'latin1')
+      return
+    }
+    for (let i = 0; i < text.length; i++) this.buffer[this.length++] = text.charCodeAt(i)
+  }
+
+  // A line of a type byte and a safe integer in decimal (`$5\r\n`, `:-1\r\n`), made without a string.
+  private header(type: number, value: number): void {
+    this.reserve(HEADER_MAX_BYTES)
+    const buffer = this.buffer
+    buffer[this.length++] = type
+    if (value < 0) buffer[this.length++] = MINUS
+    let rest = Math.abs(value)
+    let digits = 1
+    for (let power = 10; power <= rest; power *= 10) digits++
+    this.length += digits
+    for (let at = this.length - 1; digits > 0; digits--, at--) {
+      buffer[at] = 48 + (rest % 10)
+      rest = Math.floor(rest / 10)
+    }
+    buffer[this.length++] = 13
+    buffer[this.length++] = 10
   }
 
   private crlf(): void {

@@ -76,3 +76,21 @@ t.test('bulkReplyBytes is the size of what bulk writes', async (t) => {
     t.equal(bulkReplyBytes(length), writer.pending, `length ${length}`)
   }
 })
+
+t.test('integer and length lines made digit by digit read as the decimal text would', async (t) => {
+  const writer = new RespWriter()
+  const numbers = [0, -0, 1, -1, 9, 10, 99, 100, 12345, -12345, 2 ** 31, 2 ** 32 + 7, Number.MAX_SAFE_INTEGER, Number.MIN_SAFE_INTEGER]
+  let expected = ''
+  for (const value of numbers) {
+    writer.integer(value)
+    writer.arrayHeader(Math.abs(value))
+    expected += `:${value}\r\n*${Math.abs(value)}\r\n`
+  }
+  for (const length of [0, 1, 9, 10, 99, 100, 1000]) {
+    writer.bulkLatin1('x'.repeat(length))
+    writer.bulk(Buffer.alloc(length, 'y'))
+    writer.simple('z'.repeat(length))
+    expected += `$${length}\r\n${'x'.repeat(length)}\r\n$${length}\r\n${'y'.repeat(length)}\r\n+${'z'.repeat(length)}\r\n`
+  }
+  t.equal(writer.take().toString('latin1'), expected)
+})
