@@ -1,6 +1,7 @@
 // The shard's RESP command table: each command's arity and handler, behaving as the Redis docs
 // describe, plus shardline's own SL.* extension commands (versioned writes, flags).
 import { INT64_MAX, INT64_MIN, MAX_TTL_MS } from '../common/limits.ts'
+import type { RespArgs } from '../common/resp-request-parser.ts'
 import { bulkReplyBytes, type RespWriter } from '../common/resp-writer.ts'
 import { ENTRY_HEADER_BYTES, entryFlags, entryValue, entryVersion } from './entry.ts'
 import { VERSION_NOT_POSITIVE, type Store, type WriteOptions } from './store.ts'
@@ -29,38 +30,40 @@ export interface CommandContext {
 /** An error reply; the connection stays open. (The store's StoreError is answered the same way.) */
 export class CommandError extends Error {}
 
-interface CommandSpec {
+export interface CommandSpec {
   /** Lower-case name, as metrics and error replies show it. */
   name: string
+  /** Its place in the command table: a dense index for per-command state. */
+  index: number
   /** Redis convention: n = exactly n arguments (name included), -n = at least n. */
   arity: number
   /** Answered while the shard warms up; every other command gets -LOADING until it is ready. */
   whileLoading?: boolean
-  run(ctx: CommandContext, args: Buffer[]): void
+  run(ctx: CommandContext, args: RespArgs): void
 }
 
 const NOT_INTEGER = 'ERR value is not an integer or out of range'
 const OVERFLOW = 'ERR increment or decrement would overflow'
 const SYNTAX = 'ERR syntax error'
 
-const COMMAND_TABLE: Array<[string, Omit<CommandSpec, 'name'>]> = [
-  ['get', { arity: 2, run: (ctx, args) => replyValue(ctx, ctx.store.get(key(ctx, args[1]))) }],
+const COMMAND_TABLE: Array<[string, Omit<CommandSpec, 'name' | 'index'>]> = [
+  ['get', { arity: 2, run: (ctx, args) => replyValue(ctx, ctx.store.get(key(ctx, args, 1))) }],
   ['set', { arity: -3, run: runSet }],
   ['del', { arity: -2, run: (ctx, args) => ctx.writer.integer(countKeys(ctx, args, (k) => ctx.store.delete(k))) }],
   ['exists', { arity: -2, run: (ctx, args) => ctx.writer.integer(countKeys(ctx, args, (k) => ctx.store.peek(k) !== undefined)) }],
   ['mget', { arity: -2, run: runMget }],
   ['mset', { arity: -3, run: runMset }],
-  ['incr', { arity: 2, run: (ctx, args) => incrementBy(ctx, args[1], 1n) }],
-  ['decr', { arity: 2, run: (ctx, args) => incrementBy(ctx, args[1], -1n) }],
-  ['incrby', { arity: 3, run: (ctx, args) => incrementBy(ctx, args[1], parseInt64(args[2])) }],
-  ['decrby', { arity: 3, run: (ctx, args) => incrementBy(ctx, args[1], negate(parseInt64(args[2]))) }],
-  ['expire', { arity: 3, run: (ctx, args) => ctx.writer.integer(ctx.store.expire(key(ctx, args[1]), parseTtlMs(args[2], 1000n, 'expire')) ? 1 : 0) }],
-  ['pexpire', { arity: 3, run: (ctx, args) => ctx.writer.integer(ctx.store.expire(key(ctx, args[1]), parseTtlMs(args[2], 1n, 'pexpire')) ? 1 : 0) }],
-  ['ttl', { arity: 2, run: (ctx, args) => ctx.writer.integer(toSeconds(ctx.store.remainingTtl(key(ctx, args[1])))) }],
-  ['pttl', { arity: 2, run: (ctx, args) => ctx.writer.integer(ctx.store.remainingTtl(key(ctx, args[1]))) }],
+  ['incr', { arity: 2, run: (ctx, args) => incrementBy(ctx, key(ctx, args, 1), 1n) }],
+  ['decr', { arity: 2, run: (ctx, args) => incrementBy(ctx, key(ctx, args, 1), -1n) }],
+  ['incrby', { arity: 3, run: (ctx, args) => incrementBy(ctx, key(ctx, args, 1), parseInt64(args, 2)) }],
+  ['decrby', { arity: 3, run: (ctx, args) => incrementBy(ctx, key(ctx, args, 1), negate(parseInt64(args, 2))) }],
+  ['expire', { arity: 3, run: (ctx, args) => ctx.writer.integer(ctx.store.expire(key(ctx, args, 1), parseTtlMs(args, 2, 1000n, 'expire')) ? 1 : 0) }],
+  ['pexpire', { arity: 3, run: (ctx, args) => ctx.writer.integer(ctx.store.expire(key(ctx, args, 1), parseTtlMs(args, 2, 1n, 'pexpire')) ? 1 : 0) }],
+  ['ttl', { arity: 2, run: (ctx, args) => ctx.writer.integer(toSeconds(ctx.store.remainingTtl(key(ctx, args, 1)))) }],
+  ['pttl', { arity: 2, run: (ctx, args) => ctx.writer.integer(ctx.store.remainingTtl(key(ctx, args, 1))) }],
   ['ping', { arity: -1, run: runPing }],
-  ['echo', { arity: 2, run: (ctx, args) => ctx.writer.bulk(args[1]) }],
-  ['info', { arity: -1, whileLoading: true, run: (ctx, args) => ctx.writer.bulkText(ctx.info(args.slice(1).map((a) => a.toString('latin1').toLowerCase()))) }],
+  ['echo', { arity: 2, run: (ctx, args) => ctx.writer.bulk(args.buffer(1)) }],
+  ['info', { arity: -1, whileLoading: true, run: (ctx, args) => ctx.writer.bulkText(ctx.info(lowerCaseFrom(args, 1))) }],
   ['dbsize', { arity: 1, run: (ctx) => ctx.writer.integer(ctx.store.size) }],
   ['flushall', { arity: -1, run: runFlush }],
   ['flushdb', { arity: -1, run: runFlush }],
@@ -72,24 +75,46 @@ const COMMAND_TABLE: Array<[string, Omit<CommandSpec, 'name'>]> = [
   ['sl.setv', { arity: -4, run: runSetVersioned }],
   ['sl.getv', { arity: 2, run: runGetVersioned }],
   ['sl.delv', { arity: 3, run: runDeleteVersioned }],
-  ['sl.sync', { arity: -3, whileLoading: true, run: (ctx, args) => ctx.replicate(args) }],
+  ['sl.sync', { arity: -3, whileLoading: true, run: (ctx, args) => ctx.replicate(args.toArray()) }],
   ['sl.digest', { arity: 1, whileLoading: true, run: runDigest }],
 ]
 
-/** Commands by name, lower- and upper-case, so the usual spellings need no case folding. */
-export const COMMANDS = new Map<string, CommandSpec>(
-  COMMAND_TABLE.flatMap(([name, spec]) => [[name, { name, ...spec }], [name.toUpperCase(), { name, ...spec }]]),
-)
+export const COMMAND_SPECS: readonly CommandSpec[] = COMMAND_TABLE.map(([name, spec], index) => ({ name, index, ...spec }))
 
-function key(ctx: CommandContext, raw: Buffer): string {
-  if (raw.length > ctx.limits.maxKeyBytes) throw new CommandError(`ERR key too long (${raw.length} bytes, limit ${ctx.limits.maxKeyBytes})`)
-  if (raw.length === 0) throw new CommandError('ERR empty key')
-  return raw.toString('latin1')
+// Commands by the length of their name and its first letter, so that finding one reads the
+// request's bytes (any letter case) without making a string of them.
+const byNameStart: CommandSpec[][] = []
+const nameStartSlot = (length: number, firstByte: number) => length * 32 + (firstByte & 0x1f)
+for (const spec of COMMAND_SPECS) (byNameStart[nameStartSlot(spec.name.length, spec.name.charCodeAt(0))] ??= []).push(spec)
+
+/** The command args[0] names, in any letter case; undefined for an unknown one. */
+export function findCommand(args: RespArgs): CommandSpec | undefined {
+  const length = args.byteLength(0)
+  if (length === 0) return undefined
+  const candidates = byNameStart[nameStartSlot(length, args.byteAt(0, 0))]
+  if (candidates === undefined) return undefined
+  for (const spec of candidates) if (args.is(0, spec.name)) return spec
+  return undefined
 }
 
-function checkValue(ctx: CommandContext, value: Buffer): Buffer {
-  if (value.length > ctx.limits.maxValueBytes) throw new CommandError(`ERR value too large (${value.length} bytes, limit ${ctx.limits.maxValueBytes})`)
-  return value
+function key(ctx: CommandContext, args: RespArgs, i: number): string {
+  const length = args.byteLength(i)
+  if (length > ctx.limits.maxKeyBytes) throw new CommandError(`ERR key too long (${length} bytes, limit ${ctx.limits.maxKeyBytes})`)
+  if (length === 0) throw new CommandError('ERR empty key')
+  return args.latin1(i)
+}
+
+function value(ctx: CommandContext, args: RespArgs, i: number): Buffer {
+  const length = args.byteLength(i)
+  if (length > ctx.limits.maxValueBytes) throw new CommandError(`ERR value too large (${length} bytes, limit ${ctx.limits.maxValueBytes})`)
+  return args.buffer(i)
+}
+
+// Arguments from the from-th on, as lower-case text (INFO's sections).
+function lowerCaseFrom(args: RespArgs, from: number): string[] {
+  const texts: string[] = []
+  for (let i = from; i < args.count; i++) texts.push(args.latin1(i).toLowerCase())
+  return texts
 }
 
 function replyValue(ctx: CommandContext, packed: string | undefined): void {
@@ -97,36 +122,40 @@ function replyValue(ctx: CommandContext, packed: string | undefined): void {
   else ctx.writer.bulkLatin1(entryValue(packed))
 }
 
-function countKeys(ctx: CommandContext, args: Buffer[], predicate: (key: string) => boolean): number {
+function countKeys(ctx: CommandContext, args: RespArgs, predicate: (key: string) => boolean): number {
   let count = 0
-  for (let i = 1; i < args.length; i++) if (predicate(key(ctx, args[i]))) count++
+  for (let i = 1; i < args.count; i++) if (predicate(key(ctx, args, i))) count++
   return count
 }
 
-function runSet(ctx: CommandContext, args: Buffer[]): void {
+function runSet(ctx: CommandContext, args: RespArgs): void {
   const options = parseWriteOptions(args, 3, 'set')
-  const result = ctx.store.set(key(ctx, args[1]), checkValue(ctx, args[2]), options)
+  const result = ctx.store.set(key(ctx, args, 1), value(ctx, args, 2), options)
   if (result === 'condition-failed') ctx.writer.nullBulk()
   else ctx.writer.simple('OK')
 }
 
+/** A plain write's options, shared: nobody changes them. */
+const NO_OPTIONS: WriteOptions = Object.freeze({})
+
 // SET's options after key and value: NX | XX, EX s | PX ms | KEEPTTL. SL.SETV adds FLAGS n.
-function parseWriteOptions(args: Buffer[], from: number, command: string, allowFlags = false): WriteOptions {
+function parseWriteOptions(args: RespArgs, from: number, command: string, allowFlags = false): WriteOptions {
+  if (args.count === from) return NO_OPTIONS
   const options: WriteOptions = {}
   let expirySet = false
-  for (let i = from; i < args.length; i++) {
-    const option = args[i].toString('latin1').toLowerCase()
+  for (let i = from; i < args.count; i++) {
+    const option = args.latin1(i).toLowerCase()
     if ((option === 'nx' || option === 'xx') && options.condition === undefined) {
       options.condition = option
-    } else if ((option === 'ex' || option === 'px') && !expirySet && i + 1 < args.length) {
-      options.ttlMs = parseTtlMs(args[++i], option === 'ex' ? 1000n : 1n, command)
+    } else if ((option === 'ex' || option === 'px') && !expirySet && i + 1 < args.count) {
+      options.ttlMs = parseTtlMs(args, ++i, option === 'ex' ? 1000n : 1n, command)
       if (options.ttlMs <= 0) throw invalidExpireTime(command)
       expirySet = true
     } else if (option === 'keepttl' && !expirySet) {
       options.keepTtl = true
       expirySet = true
-    } else if (allowFlags && option === 'flags' && i + 1 < args.length) {
-      const flags = parseInt64(args[++i])
+    } else if (allowFlags && option === 'flags' && i + 1 < args.count) {
+      const flags = parseInt64(args, ++i)
       if (flags < 0n || flags > 0xffffffffn) throw new CommandError(NOT_INTEGER)
       options.flags = Number(flags)
     } else {
@@ -138,8 +167,9 @@ function parseWriteOptions(args: Buffer[], from: number, command: string, allowF
 
 // The reply is sized before a byte of it is written: one MGET could otherwise build a reply of
 // maxArrayLength values at once, past any output limit checked between commands.
-function runMget(ctx: CommandContext, args: Buffer[]): void {
-  const keys = args.slice(1).map((raw) => key(ctx, raw))
+function runMget(ctx: CommandContext, args: RespArgs): void {
+  const keys: string[] = []
+  for (let i = 1; i < args.count; i++) keys.push(key(ctx, args, i))
   const values = keys.map((k) => ctx.store.get(k))
   let bytes = `*${keys.length}\r\n`.length
   for (const packed of values) bytes += bulkReplyBytes(packed === undefined ? -1 : packed.length - ENTRY_HEADER_BYTES)
@@ -149,17 +179,17 @@ function runMget(ctx: CommandContext, args: Buffer[]): void {
   for (const packed of values) replyValue(ctx, packed)
 }
 
-function runMset(ctx: CommandContext, args: Buffer[]): void {
-  if (args.length % 2 === 0) throw new CommandError("ERR wrong number of arguments for 'mset' command")
+function runMset(ctx: CommandContext, args: RespArgs): void {
+  if (args.count % 2 === 0) throw new CommandError("ERR wrong number of arguments for 'mset' command")
   // Validate every pair first: MSET is all or nothing.
   const pairs: [string, Buffer][] = []
-  for (let i = 1; i < args.length; i += 2) pairs.push([key(ctx, args[i]), checkValue(ctx, args[i + 1])])
+  for (let i = 1; i < args.count; i += 2) pairs.push([key(ctx, args, i), value(ctx, args, i + 1)])
   for (const [k, value] of pairs) ctx.store.set(k, value)
   ctx.writer.simple('OK')
 }
 
-function incrementBy(ctx: CommandContext, rawKey: Buffer, delta: bigint): void {
-  ctx.writer.integer(ctx.store.incrBy(key(ctx, rawKey), delta))
+function incrementBy(ctx: CommandContext, key: string, delta: bigint): void {
+  ctx.writer.integer(ctx.store.incrBy(key, delta))
 }
 
 // DECRBY's delta negated: -(-2^63) does not fit in 64 bits.
@@ -168,30 +198,30 @@ function negate(delta: bigint): bigint {
   return -delta
 }
 
-function runPing(ctx: CommandContext, args: Buffer[]): void {
-  if (args.length > 2) throw new CommandError("ERR wrong number of arguments for 'ping' command")
-  if (args.length === 2) ctx.writer.bulk(args[1])
+function runPing(ctx: CommandContext, args: RespArgs): void {
+  if (args.count > 2) throw new CommandError("ERR wrong number of arguments for 'ping' command")
+  if (args.count === 2) ctx.writer.bulk(args.buffer(1))
   else ctx.writer.simple('PONG')
 }
 
-function runFlush(ctx: CommandContext, args: Buffer[]): void {
-  const mode = args[1]?.toString('latin1').toLowerCase()
-  if (args.length > 2 || (mode !== undefined && mode !== 'async' && mode !== 'sync')) throw new CommandError(SYNTAX)
+function runFlush(ctx: CommandContext, args: RespArgs): void {
+  const mode = args.count > 1 ? args.latin1(1).toLowerCase() : undefined
+  if (args.count > 2 || (mode !== undefined && mode !== 'async' && mode !== 'sync')) throw new CommandError(SYNTAX)
   ctx.store.clear()
   ctx.writer.simple('OK')
 }
 
-function runSelect(ctx: CommandContext, args: Buffer[]): void {
-  if (parseInt64(args[1]) !== 0n) throw new CommandError('ERR DB index is out of range (shardline has database 0 only)')
+function runSelect(ctx: CommandContext, args: RespArgs): void {
+  if (parseInt64(args, 1) !== 0n) throw new CommandError('ERR DB index is out of range (shardline has database 0 only)')
   ctx.writer.simple('OK')
 }
 
 // CONFIG GET answers the parameters a client may probe (redis-benchmark asks for save and
 // appendonly); CONFIG SET is refused: a shard's settings come from its flags or config file.
-function runConfig(ctx: CommandContext, args: Buffer[]): void {
-  const sub = args[1].toString('latin1').toLowerCase()
-  if (sub !== 'get' || args.length !== 3) throw new CommandError(`ERR CONFIG ${sub.toUpperCase()} is not supported: shardline reads its settings from flags or --config`)
-  const pattern = globToRegExp(args[2].toString('latin1').toLowerCase())
+function runConfig(ctx: CommandContext, args: RespArgs): void {
+  const sub = args.latin1(1).toLowerCase()
+  if (sub !== 'get' || args.count !== 3) throw new CommandError(`ERR CONFIG ${sub.toUpperCase()} is not supported: shardline reads its settings from flags or --config`)
+  const pattern = globToRegExp(args.latin1(2).toLowerCase())
   const params = { save: '', appendonly: 'no', ...ctx.config() }
   const matches = Object.entries(params).filter(([name]) => pattern.test(name))
   ctx.writer.arrayHeader(matches.length * 2)
@@ -208,19 +238,19 @@ function globToRegExp(glob: string): RegExp {
 
 // SL.SETV key value version [PX ms] [FLAGS n]: stores only if version is newer than the stored
 // one (last writer wins). Replies :1 when stored, :0 when the stored version is as new or newer.
-function runSetVersioned(ctx: CommandContext, args: Buffer[]): void {
-  const version = parseVersion(args[3])
+function runSetVersioned(ctx: CommandContext, args: RespArgs): void {
+  const version = parseVersion(args, 3)
   const options = parseWriteOptions(args, 4, 'sl.setv', true)
   if (options.condition || options.keepTtl) throw new CommandError(SYNTAX)
-  const result = ctx.store.set(key(ctx, args[1]), checkValue(ctx, args[2]), { ...options, version })
+  const result = ctx.store.set(key(ctx, args, 1), value(ctx, args, 2), { ...options, version })
   ctx.writer.integer(result === 'stored' ? 1 : 0)
 }
 
 // SL.DELV key version: deletes with a version, leaving a tombstone so that no older write can
 // bring the key back. :1 when a live value was deleted, :0 otherwise.
-function runDeleteVersioned(ctx: CommandContext, args: Buffer[]): void {
-  const version = parseVersion(args[2])
-  ctx.writer.integer(ctx.store.deleteVersioned(key(ctx, args[1]), version) === 'deleted' ? 1 : 0)
+function runDeleteVersioned(ctx: CommandContext, args: RespArgs): void {
+  const version = parseVersion(args, 2)
+  ctx.writer.integer(ctx.store.deleteVersioned(key(ctx, args, 1), version) === 'deleted' ? 1 : 0)
 }
 
 // SL.DIGEST: [live keys, sha1 over every key, version, flags and value]; equal digests on a
@@ -233,8 +263,8 @@ function runDigest(ctx: CommandContext): void {
 }
 
 // SL.GETV key: [value, version, flags, pttl] or a null reply for a missing key.
-function runGetVersioned(ctx: CommandContext, args: Buffer[]): void {
-  const k = key(ctx, args[1])
+function runGetVersioned(ctx: CommandContext, args: RespArgs): void {
+  const k = key(ctx, args, 1)
   const packed = ctx.store.get(k)
   if (packed === undefined) {
     ctx.writer.nullBulk()
@@ -247,10 +277,10 @@ function runGetVersioned(ctx: CommandContext, args: Buffer[]): void {
   ctx.writer.integer(ctx.store.remainingTtl(k))
 }
 
-/** A signed 64-bit integer in Redis's syntax; anything else (2^64, 1e3, a long digit string) is refused. */
-function parseInt64(raw: Buffer): bigint {
+/** Argument i as a signed 64-bit integer in Redis's syntax; anything else (2^64, 1e3, a long digit string) is refused. */
+function parseInt64(args: RespArgs, i: number): bigint {
   // No int64 needs more than 20 characters: longer input is refused before it is read as a number.
-  const text = raw.length <= 20 ? raw.toString('latin1') : ''
+  const text = args.byteLength(i) <= 20 ? args.latin1(i) : ''
   if (!/^-?\d+$/.test(text)) throw new CommandError(NOT_INTEGER)
   const value = BigInt(text)
   if (value > INT64_MAX || value < INT64_MIN) throw new CommandError(NOT_INTEGER)
@@ -258,8 +288,8 @@ function parseInt64(raw: Buffer): bigint {
 }
 
 // A version's range against the clock is the store's to check (it refuses one too far ahead).
-function parseVersion(raw: Buffer): number {
-  const version = parseInt64(raw)
+function parseVersion(args: RespArgs, i: number): number {
+  const version = parseInt64(args, i)
   if (version <= 0n) throw new CommandError(VERSION_NOT_POSITIVE)
   return Number(version)
 }
@@ -268,8 +298,8 @@ function parseVersion(raw: Buffer): number {
  * EX, PX, EXPIRE, PEXPIRE: an int64 (else Redis's not-an-integer error) in units of unitMs, whose
  * value in ms is at most MAX_TTL_MS. Zero and below pass: SET refuses them, EXPIRE deletes.
  */
-function parseTtlMs(raw: Buffer, unitMs: bigint, command: string): number {
-  const ms = parseInt64(raw) * unitMs
+function parseTtlMs(args: RespArgs, i: number, unitMs: bigint, command: string): number {
+  const ms = parseInt64(args, i) * unitMs
   if (ms > BigInt(MAX_TTL_MS)) throw invalidExpireTime(command)
   return Number(ms)
 }

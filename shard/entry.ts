@@ -29,24 +29,31 @@ export interface EntryMeta {
   counter?: boolean
 }
 
-const scratch = Buffer.allocUnsafe(ENTRY_HEADER_BYTES)
+/** Entries up to this size are assembled in one buffer reused by every write; a bigger one gets its own. */
+const REUSED_ASSEMBLY_BYTES = 64 * 1024
+let assembly = Buffer.allocUnsafeSlow(1024)
+
+// Where an entry of length bytes is put together before it becomes a string: the string is the
+// one copy that stays, so the buffer is reused instead of being garbage after every write.
+function assemblyBuffer(length: number): Buffer {
+  if (length <= assembly.length) return assembly
+  if (length > REUSED_ASSEMBLY_BYTES) return Buffer.allocUnsafeSlow(length)
+  assembly = Buffer.allocUnsafeSlow(Math.min(REUSED_ASSEMBLY_BYTES, Math.max(length, assembly.length * 2)))
+  return assembly
+}
 
 export function packEntry(value: Buffer | string, meta: EntryMeta): string {
-  const valueLength = typeof value === 'string' ? value.length : value.length
-  const out = Buffer.allocUnsafe(ENTRY_HEADER_BYTES + valueLength)
+  const length = ENTRY_HEADER_BYTES + value.length
+  const out = assemblyBuffer(length)
   writeHeader(out, meta)
   if (typeof value === 'string') out.write(value, ENTRY_HEADER_BYTES, 'latin1')
   else value.copy(out, ENTRY_HEADER_BYTES)
-  return out.toString('latin1')
+  return out.toString('latin1', 0, length)
 }
 
 /** The same value under a new header (EXPIRE, INCR keep or rewrite only the metadata). */
 export function repackEntry(packed: string, meta: EntryMeta): string {
-  writeHeader(scratch, meta)
-  const out = Buffer.allocUnsafe(packed.length)
-  scratch.copy(out, 0)
-  out.write(packed.substring(ENTRY_HEADER_BYTES), ENTRY_HEADER_BYTES, 'latin1')
-  return out.toString('latin1')
+  return packEntry(packed.substring(ENTRY_HEADER_BYTES), meta)
 }
 
 /**
@@ -58,8 +65,7 @@ export function rebaseExpiry(packed: string, from: number, to: number): string {
   const expiresAt = entryExpiresAt(packed)
   if (expiresAt === 0) return packed
   const rebased = Math.min(MAX_EXPIRES_AT, Math.max(1, expiresAt - from + to))
-  writeHeader(scratch, { version: entryVersion(packed), expiresAt: rebased, flags: entryFlags(packed), tombstone: entryIsTombstone(packed), counter: entryIsCounter(packed) })
-  return scratch.toString('latin1') + packed.substring(ENTRY_HEADER_BYTES)
+  return packEntry(packed.substring(ENTRY_HEADER_BYTES), { version: entryVersion(packed), expiresAt: rebased, flags: entryFlags(packed), tombstone: entryIsTombstone(packed), counter: entryIsCounter(packed) })
 }
 
 function writeHeader(out: Buffer, meta: EntryMeta): void {

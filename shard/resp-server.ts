@@ -5,10 +5,10 @@ import net from 'node:net'
 import { once } from 'node:events'
 import { performance } from 'node:perf_hooks'
 import type { Logger } from '../common/logger.ts'
-import { RespProtocolError, RespQueryBufferError, RespRequestParser, type CommandHandler, type RespLimits } from '../common/resp-request-parser.ts'
+import { RespProtocolError, RespQueryBufferError, RespRequestParser, type ArgsHandler, type RespArgs, type RespLimits } from '../common/resp-request-parser.ts'
 import { RespWriter } from '../common/resp-writer.ts'
-import { COMMANDS, CommandError, type CommandContext, type CommandLimits } from './commands.ts'
-import type { ConnectionStats, DropReason, ShardMetrics } from './metrics.ts'
+import { COMMAND_SPECS, CommandError, findCommand, type CommandContext, type CommandLimits } from './commands.ts'
+import type { CommandInstruments, ConnectionStats, DropReason, ShardMetrics } from './metrics.ts'
 import { LOADING_ACTIVITY, type Replication } from './replication.ts'
 import { StoreError, type Store } from './store.ts'
 import { ThrottledWarnings } from '../common/throttled-warning.ts'
@@ -71,7 +71,7 @@ class Client {
   readonly parser: RespRequestParser
   readonly writer = new RespWriter()
   context!: CommandContext
-  onCommand!: CommandHandler
+  onCommand!: ArgsHandler
   onWritten!: () => void
   /** Its bytes as counted in ConnectionStats.bufferedBytes. */
   charged = 0
@@ -112,6 +112,8 @@ export class RespServer {
   private sweeper: NodeJS.Timeout | null = null
   /** Clients waiting for their next turn, in the order they will get it. */
   private readonly turns: Client[] = []
+  /** Each command's metrics by its index in the command table, once it has run; the last slot is for unknown commands. */
+  private readonly instruments: Array<CommandInstruments | undefined> = []
 
   constructor(options: RespServerOptions) {
     this.options = options
@@ -185,7 +187,7 @@ export class RespServer {
       // A closing client's further input is dropped unread.
       if (client.closing) return
       client.lastActivityAt = Date.now()
-      this.process(client, () => client.parser.push(chunk, client.onCommand), true)
+      this.process(client, () => client.parser.pushArgs(chunk, client.onCommand), true)
     })
     socket.on('close', () => {
       this.clients.delete(client)
@@ -239,10 +241,10 @@ export class RespServer {
     }
   }
 
-  private onCommand(client: Client, args: Buffer[]): boolean {
+  private onCommand(client: Client, args: RespArgs): boolean {
     if (client.closing) return false
     if (client.feed) {
-      client.feed(args)
+      client.feed(args.toArray())
       return true
     }
     this.execute(client, args)
@@ -269,7 +271,7 @@ export class RespServer {
     const client = this.turns.shift()!
     if (this.turns.length > 0) setImmediate(() => this.nextTurn())
     if (client.closing || client.socket.destroyed || client.waitingFor !== 'turn') return
-    this.process(client, () => client.parser.resume(client.onCommand))
+    this.process(client, () => client.parser.resumeArgs(client.onCommand))
   }
 
   // The peer took some replies: progress; a client waiting for all of them to be taken goes on.
@@ -278,7 +280,7 @@ export class RespServer {
     const now = Date.now()
     client.outputProgressAt = now
     client.lastActivityAt = now
-    if (client.waitingFor === 'drain' && client.socket.writableLength === 0) this.process(client, () => client.parser.resume(client.onCommand))
+    if (client.waitingFor === 'drain' && client.socket.writableLength === 0) this.process(client, () => client.parser.resumeArgs(client.onCommand))
     else this.recharge(client)
   }
 
@@ -288,20 +290,19 @@ export class RespServer {
     client.charged = held
   }
 
-  private execute(client: Client, args: Buffer[]): void {
-    const { metrics, log } = this.options
+  private execute(client: Client, args: RespArgs): void {
+    const { log } = this.options
     this.totalCommands++
-    const raw = args[0].toString('latin1')
-    const name = COMMANDS.has(raw) ? raw : raw.toLowerCase()
-    const spec = COMMANDS.get(name)
-    const instruments = metrics.command(spec ? spec.name : 'unknown')
+    const spec = findCommand(args)
+    const slot = spec ? spec.index : COMMAND_SPECS.length
+    const instruments = (this.instruments[slot] ??= this.options.metrics.command(spec ? spec.name : 'unknown'))
     // Every command is counted; one in LATENCY_SAMPLE is timed for the histogram, as two clock
     // reads and an observation per command cost a pipelined GET several percent of its CPU.
     const timed = (++this.sampled & (LATENCY_SAMPLE - 1)) === 0
     const started = timed ? performance.now() : 0
     try {
-      if (!spec) throw new CommandError(`ERR unknown command '${printable(args[0])}', with args beginning with: ${args.slice(1, 4).map((a) => `'${printable(a)}'`).join(' ')}`)
-      if (spec.arity > 0 ? args.length !== spec.arity : args.length < -spec.arity) {
+      if (!spec) throw new CommandError(`ERR unknown command '${printable(args.buffer(0))}', with args beginning with: ${args.toArray().slice(1, 4).map((a) => `'${printable(a)}'`).join(' ')}`)
+      if (spec.arity > 0 ? args.count !== spec.arity : args.count < -spec.arity) {
         throw new CommandError(`ERR wrong number of arguments for '${spec.name}' command`)
       }
       if (!spec.whileLoading) {

@@ -4,7 +4,7 @@ import t from 'tap'
 import { LOGICAL_RANGE } from '../../common/hlc.ts'
 import { MAX_TTL_MS } from '../../common/limits.ts'
 import { entryCost, Store, StoreError, type EvictionPolicy } from '../../shard/store.ts'
-import { entryExpiresAt, entryFlags, entryValue, entryVersion, MAX_EXPIRES_AT, packEntry, rebaseExpiry } from '../../shard/entry.ts'
+import { ENTRY_HEADER_BYTES, entryExpiresAt, entryFlags, entryValue, entryVersion, MAX_EXPIRES_AT, packEntry, rebaseExpiry } from '../../shard/entry.ts'
 
 function clockedStore(policy: EvictionPolicy = 'lru', maxMemory = 1024 * 1024) {
   const clock = { now: 1_800_000_000_000 }
@@ -337,4 +337,15 @@ t.test('forget removes a value or a tombstone and leaves nothing behind', async 
   t.equal(store.forget('missing'), false)
   t.equal(store.tombstoneCount, 0)
   t.equal(store.set('b', 'older', { version: 5 }), 'stored', 'the forgotten tombstone no longer blocks older writes')
+})
+
+t.test('entries packed one after another keep their own bytes, whatever their sizes', async (t) => {
+  const sizes = [0, 5, 1000, 2000, 70 * 1024, 3, 64 * 1024 - ENTRY_HEADER_BYTES, 10]
+  const values = sizes.map((size, i) => Buffer.alloc(size, 97 + i))
+  const packed = values.map((value, i) => packEntry(i % 2 === 0 ? value : value.toString('latin1'), { version: i + 1, expiresAt: 0, flags: i }))
+  packed.forEach((entry, i) => {
+    t.equal(entryValue(entry), values[i].toString('latin1'), `value of ${sizes[i]} bytes`)
+    t.equal(entryVersion(entry), i + 1)
+    t.equal(entryFlags(entry), i)
+  })
 })
