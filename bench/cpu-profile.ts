@@ -1,5 +1,5 @@
-// A V8 .cpuprofile (node --cpu-prof) summarised as text for bench/router-profile.ts: self time per
-// function and per file or package within a time window, the flame graph's widest leaves.
+// A V8 .cpuprofile (node --cpu-prof) summarised as text for the benchmarks: self time per function
+// and per file or package within a time window, the flame graph's widest leaves.
 import { readFileSync } from 'node:fs'
 
 interface ProfileNode {
@@ -45,7 +45,7 @@ function whereFrom(url: string): string {
  * toMicros (process.hrtime.bigint() / 1000n when the load started and ended), so start-up and
  * loading are left out.
  */
-export function summariseProfile(file: string, fromMicros: number, toMicros: number): ProfileSummary {
+export function summariseProfile(file: string, fromMicros = 0, toMicros = Number.MAX_SAFE_INTEGER): ProfileSummary {
   const profile = JSON.parse(readFileSync(file, 'utf8')) as CpuProfile
   const nodes = new Map(profile.nodes.map((node) => [node.id, node]))
   const byFunction = new Map<string, number>()
@@ -71,4 +71,12 @@ export function summariseProfile(file: string, fromMicros: number, toMicros: num
   }
   const sorted = (totals: Map<string, number>) => [...totals].map(([name, micros]) => ({ name, micros })).sort((a, b) => b.micros - a.micros)
   return { busyMicros, idleMicros, byFunction: sorted(byFunction), byFile: sorted(byFile) }
+}
+
+/** The top functions of a summary as text: share of the busy time, milliseconds, function. */
+export function formatTopFunctions(summary: ProfileSummary, count: number): string {
+  return summary.byFunction
+    .slice(0, count)
+    .map(({ name, micros }) => `${((micros / summary.busyMicros) * 100).toFixed(1).padStart(5)}%  ${(micros / 1000).toFixed(0).padStart(6)} ms  ${name}`)
+    .join('\n')
 }
