@@ -71,7 +71,7 @@ export function renderRouterConfig(values: Values, options: { release: string; n
     }
   }
   const config: Values = {
-    listen: { data: `0.0.0.0:${router.port}`, admin: `0.0.0.0:${router.adminPort}` },
+    listen: { data: `0.0.0.0:${router.port}`, admin: `0.0.0.0:${router.adminPort}`, ...(router.respPort ? { resp: `0.0.0.0:${router.respPort}` } : {}) },
     pools,
     routes: values.routes,
     defaultPool: values.defaultPool,

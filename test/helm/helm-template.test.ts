@@ -125,6 +125,24 @@ if (!helm) {
     t.equal(first.resources.limits.memory, `${plan.memoryLimitMiB}Mi`)
   })
 
+  t.test('router.respPort turns the RESP front on: the router config, the pods and the VIP', async (t) => {
+    const docs = template(['--set', 'router.respPort=6379'])
+    const routerConfig = parse(docs.find((d) => d.kind === 'ConfigMap' && d.metadata.name === 'cache-shardline-router')!.data!['router.yaml'])
+    t.equal(routerConfig.listen.resp, '0.0.0.0:6379')
+    const values = loadChartValues()
+    ;(values.router as Record<string, unknown>).respPort = 6379
+    t.same(routerConfig, renderRouterConfig(values, { release: 'cache', namespace: 'prod' }), 'Helm and the script render the same router config')
+    const router = docs.find((d) => d.kind === 'Deployment')!.spec.template.spec.containers[0]
+    t.same(router.ports.find((port: { name: string }) => port.name === 'resp'), { name: 'resp', containerPort: 6379 })
+    const vip = docs.find((d) => d.kind === 'Service' && d.metadata.name === 'cache-shardline')!
+    t.same(vip.spec.ports.find((port: { name: string }) => port.name === 'resp'), { name: 'resp', port: 6379, targetPort: 'resp', protocol: 'TCP' })
+    const off = template()
+    t.notOk(parse(off.find((d) => d.kind === 'ConfigMap' && d.metadata.name === 'cache-shardline-router')!.data!['router.yaml']).listen.resp, 'off by default')
+    t.equal(off.find((d) => d.kind === 'Service' && d.metadata.name === 'cache-shardline')!.spec.ports.length, 1)
+    const notes = execFileSync(helm, ['install', 'cache', CHART_DIR, '--namespace', 'prod', '--dry-run=client', '--set', 'router.respPort=6379'], { encoding: 'utf8' })
+    t.match(notes, /redis-cli -p 6390 set greeting hello/)
+  })
+
   t.test('NOTES.txt tells what was installed and how to reach it', async (t) => {
     const output = execFileSync(helm, ['install', 'cache', CHART_DIR, '--namespace', 'prod', '--dry-run=client'], { encoding: 'utf8' })
     const notes = output.slice(output.indexOf('NOTES:'))

@@ -99,6 +99,9 @@ hot-key settings, the routes, listen addresses, workers, then router.config and 
 {{- $_ := set $pools $poolName $poolConfig -}}
 {{- end -}}
 {{- $listen := dict "data" (printf "0.0.0.0:%d" (int .Values.router.port)) "admin" (printf "0.0.0.0:%d" (int .Values.router.adminPort)) -}}
+{{- if .Values.router.respPort -}}
+{{- $_ := set $listen "resp" (printf "0.0.0.0:%d" (int .Values.router.respPort)) -}}
+{{- end -}}
 {{- $config := dict "listen" $listen "pools" $pools "routes" .Values.routes "defaultPool" .Values.defaultPool "workers" (int .Values.router.workers) -}}
 {{- $config = mustMergeOverwrite $config (deepCopy .Values.router.config) -}}
 {{- $config = mustMergeOverwrite $config (deepCopy .Values.router.extraConfig) -}}
