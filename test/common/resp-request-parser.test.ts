@@ -102,16 +102,26 @@ t.test('random valid commands round-trip through any chunking', async (t) => {
 
 // Feeds chunks to a parser whose handler stops after the commands stopAfter picks, resuming each
 // time as a server does when its client's replies drain; returns the commands in the order handled.
-function parseWithStops(chunks: Buffer[], stopAfter: (index: number) => boolean, limits?: RespLimits): string[][] {
+/**
+ * Parses chunks, stopping after the commands stopAfter names and resuming at once. inPlace: through
+ * pushArgs/resumeArgs, reading each argument where it lies as the shard does, else push/resume.
+ */
+function parseWithStops(chunks: Buffer[], stopAfter: (index: number) => boolean, limits?: RespLimits, inPlace = false): string[][] {
   const parser = new RespRequestParser(limits)
   const commands: string[][] = []
-  const handler = (args: Buffer[]) => {
+  const onArray = (args: Buffer[]) => {
     commands.push(args.map((a) => a.toString('latin1')))
     return !stopAfter(commands.length - 1)
   }
+  const onArgs = (args: RespArgs) => {
+    const texts: string[] = []
+    for (let i = 0; i < args.count; i++) texts.push(args.latin1(i))
+    if (args.toArray().some((a, i) => a.toString('latin1') !== texts[i])) throw new Error('buffer views and latin1 disagree')
+    return onArray(args.toArray())
+  }
   for (const chunk of chunks) {
-    let finished = parser.push(chunk, handler)
-    while (!finished) finished = parser.resume(handler)
+    let finished = inPlace ? parser.pushArgs(chunk, onArgs) : parser.push(chunk, onArray)
+    while (!finished) finished = inPlace ? parser.resumeArgs(onArgs) : parser.resume(onArray)
   }
   return commands
 }
@@ -181,34 +191,16 @@ t.test('an unfinished request holding more than maxQueryBufferBytes is refused a
   t.equal(parseAll([pipeline], limits).length, 10, 'whole commands in one chunk, however many, are not held')
 })
 
-// The same parse through pushArgs/resumeArgs, reading each argument in place as the shard does.
-function parseArgsWithStops(chunks: Buffer[], stopAfter: (index: number) => boolean): string[][] {
-  const parser = new RespRequestParser()
-  const commands: string[][] = []
-  const handler = (args: RespArgs) => {
-    const texts: string[] = []
-    for (let i = 0; i < args.count; i++) texts.push(args.latin1(i))
-    if (args.toArray().some((a, i) => a.toString('latin1') !== texts[i])) throw new Error('buffer views and latin1 disagree')
-    commands.push(texts)
-    return !stopAfter(commands.length - 1)
-  }
-  for (const chunk of chunks) {
-    let finished = parser.pushArgs(chunk, handler)
-    while (!finished) finished = parser.resumeArgs(handler)
-  }
-  return commands
-}
-
 t.test('pushArgs and resumeArgs read the same commands as push, at every split point and with stops', async (t) => {
   const binary = Buffer.from([0, 13, 10, 255, 36, 42])
   const frame = Buffer.concat([encode('SET', 'key', binary), Buffer.from('PING\r\n'), encode('MGET', 'a', 'b'), encode('GET', 'k')])
   const expected = parseAll([frame])
   for (let i = 0; i <= frame.length; i++) {
     const chunks = [frame.subarray(0, i), frame.subarray(i)]
-    t.same(parseArgsWithStops(chunks, () => false), expected, `split at ${i}`)
-    t.same(parseArgsWithStops(chunks, (index) => index % 2 === 0), expected, `stop after even ones, split at ${i}`)
+    t.same(parseWithStops(chunks, () => false, undefined, true), expected, `split at ${i}`)
+    t.same(parseWithStops(chunks, (index) => index % 2 === 0, undefined, true), expected, `stop after even ones, split at ${i}`)
   }
-  t.same(parseArgsWithStops([...frame].map((byte) => Buffer.from([byte])), () => true), expected, 'one byte at a time, stopping after each')
+  t.same(parseWithStops([...frame].map((byte) => Buffer.from([byte])), () => true, undefined, true), expected, 'one byte at a time, stopping after each')
 })
 
 t.test('RespArgs matches command names in any letter case, byte for byte', async (t) => {
