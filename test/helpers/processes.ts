@@ -23,6 +23,12 @@ export interface ShardProcess {
   stop(signal?: NodeJS.Signals): Promise<{ code: number | null; signal: NodeJS.Signals | null }>
 }
 
+/**
+ * How long a process has to print its ready line. Most start in under a second; on two cores
+ * running the fault tests side by side, a start has been seen to take over 15 s.
+ */
+export const START_TIMEOUT_MS = 30_000
+
 export const SHARD_READY = /shardline shard \S+ ready: resp [\d.]+:(\d+) admin (http:\/\/[\d.]+:(\d+))/
 const ROUTER_READY = /shardline router ready: (http:\/\/[\d.]+:(\d+)) admin (http:\/\/[\d.]+:(\d+))/
 
@@ -31,12 +37,12 @@ export interface RouterProcess extends Omit<ShardProcess, 'port' | 'adminPort' |
   adminUrl: string
 }
 
-export async function startShardProcess(t: Teardown, args: string[] = [], timeoutMs = 15000): Promise<ShardProcess> {
+export async function startShardProcess(t: Teardown, args: string[] = [], timeoutMs = START_TIMEOUT_MS): Promise<ShardProcess> {
   const { match, ...process } = await startProcess(t, ['shard', '--port', '0', '--admin-port', '0', ...args], SHARD_READY, timeoutMs)
   return { ...process, port: Number(match[1]), adminUrl: match[2], adminPort: Number(match[3]) }
 }
 
-export async function startRouterProcess(t: Teardown, configFile: string, timeoutMs = 15000): Promise<RouterProcess> {
+export async function startRouterProcess(t: Teardown, configFile: string, timeoutMs = START_TIMEOUT_MS): Promise<RouterProcess> {
   const { match, ...process } = await startProcess(t, ['router', '--config', configFile], ROUTER_READY, timeoutMs)
   return { ...process, url: match[1], adminUrl: match[3] }
 }
@@ -77,7 +83,16 @@ export async function superviseProcess(t: Teardown, child: ChildProcess, ready: 
     await exited
     clearTimeout(timer)
   })
-  const match = await waitFor(() => ready.exec(output), timeoutMs, () => `${name} did not print its ready line:\n${output}`)
+  let match: RegExpExecArray
+  try {
+    match = await waitFor(() => ready.exec(output), timeoutMs, () => `${name} did not print its ready line:\n${output}`)
+  } catch (error) {
+    // A process that did not start in time is not left to start later: it would hold the ports a
+    // retry (or the next fault schedule's restart) needs.
+    if (running()) child.kill('SIGKILL')
+    await exited
+    throw error
+  }
   return {
     match,
     child,

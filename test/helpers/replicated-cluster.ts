@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url'
 import { Redis } from 'ioredis'
 import { stringify as stringifyYaml } from 'yaml'
 import { createTestHosts, ROOT, type TestNetwork } from './netns.ts'
-import { SHARD_READY, freePort, startRouterProcess, startShardProcess, superviseProcess, waitFor, type RouterProcess, type ShardProcess, type Teardown } from './processes.ts'
+import { SHARD_READY, START_TIMEOUT_MS, freePort, startRouterProcess, startShardProcess, superviseProcess, waitFor, type RouterProcess, type ShardProcess, type Teardown } from './processes.ts'
 
 const CLI = fileURLToPath(new URL('../../cli/shardline.ts', import.meta.url))
 /** Inside a test host every address is the host's own, so fixed ports cannot clash. */
@@ -374,7 +374,7 @@ connections:
 }
 
 /** Like startShardProcess, inside a test host: the process listens on the host's address. */
-async function startShardInHost(owner: Teardown, network: TestNetwork, host: string, args: string[], timeoutMs = 15_000): Promise<ShardProcess> {
+async function startShardInHost(owner: Teardown, network: TestNetwork, host: string, args: string[], timeoutMs = START_TIMEOUT_MS): Promise<ShardProcess> {
   const child = network.exec(host, process.execPath, [CLI, 'shard', ...args], { env: { ...process.env, SHARDLINE_LOG_FORMAT: 'json' }, stdio: ['ignore', 'pipe', 'pipe'] })
   const { match, ...supervised } = await superviseProcess(owner, child, SHARD_READY, `shard in ${host}`, timeoutMs)
   return { ...supervised, port: Number(match[1]), adminUrl: match[2], adminPort: Number(match[3]) }
