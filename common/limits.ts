@@ -11,3 +11,6 @@ export const MAX_TTL_MS = MAX_TTL_SECONDS * 1000
 /** Counters are signed 64-bit integers, as in Redis: a result outside this range is an error. */
 export const INT64_MAX = 2n ** 63n - 1n
 export const INT64_MIN = -(2n ** 63n)
+
+/** Room a RESP request needs beyond its value (the key, the command and the framing), in a bulk string or query buffer. */
+export const RESP_REQUEST_OVERHEAD_BYTES = 64 * 1024

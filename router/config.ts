@@ -1,6 +1,7 @@
 // The router's YAML config: pools of shards, prefix routes, hashing, health, connections,
 // limits and listen addresses; ${ENV} interpolation; JSON Schema validation with file:line errors.
 import { readFileSync } from 'node:fs'
+import { RESP_REQUEST_OVERHEAD_BYTES } from '../common/limits.ts'
 import { ConfigError, compileSchema, parseYaml, validateOrThrow } from '../common/validate.ts'
 
 export interface Endpoint {
@@ -66,9 +67,6 @@ export interface RouterConfig {
   accessLog: boolean
   workers: number
 }
-
-/** Room a RESP request needs beyond its value: the key, the command and the framing. */
-export const RESP_REQUEST_OVERHEAD_BYTES = 64 * 1024
 
 const HOST_PORT = '^[^\\s:]+:\\d{1,5}$'
 const hostPort = { type: 'string', pattern: HOST_PORT, description: 'must be host:port' }

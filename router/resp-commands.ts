@@ -1,9 +1,9 @@
 // The RESP front's commands: each one's arity and how its arguments become Ops for the route tree
 // (checked against the config's limits first) and its results a reply, in Redis's words.
 import type { HybridLogicalClock } from '../common/hlc.ts'
-import { INT64_MAX, INT64_MIN, MAX_TTL_MS } from '../common/limits.ts'
+import { CommandError, INT64_MAX_CHARS, SYNTAX, int64FromText, invalidExpireTime, negateDelta, printable, toSeconds, ttlMsFromInt64, unknownCommandMessage } from '../common/resp-arguments.ts'
 import type { RouterConfig } from './config.ts'
-import { CommandError, ErrorReply, NOT_INTEGER, OK, OVERFLOW, Status, SYNTAX, type Reply } from './resp-reply.ts'
+import { ErrorReply, OK, Status, type Reply } from './resp-reply.ts'
 import type { RouteTree } from './route-tree.ts'
 import type { Op, OpResult } from './routes/route.ts'
 
@@ -44,7 +44,7 @@ const COMMAND_TABLE: Array<[string, Omit<CommandSpec, 'name'>]> = [
   ['incr', { arity: 2, run: (ctx, args) => increment(ctx, args[1], 1n) }],
   ['decr', { arity: 2, run: (ctx, args) => increment(ctx, args[1], -1n) }],
   ['incrby', { arity: 3, run: (ctx, args) => increment(ctx, args[1], parseInt64(args[2])) }],
-  ['decrby', { arity: 3, run: (ctx, args) => increment(ctx, args[1], negate(parseInt64(args[2]))) }],
+  ['decrby', { arity: 3, run: (ctx, args) => increment(ctx, args[1], negateDelta(parseInt64(args[2]))) }],
   ['expire', { arity: 3, run: (ctx, args) => expire(ctx, args, 1000n, 'expire') }],
   ['pexpire', { arity: 3, run: (ctx, args) => expire(ctx, args, 1n, 'pexpire') }],
   ['ttl', { arity: 2, run: (ctx, args) => route(ctx, { kind: 'ttl', key: key(ctx, args[1]) }, (r) => (r.kind === 'ttl' ? toSeconds(r.ttlMs) : -2)) }],
@@ -72,10 +72,9 @@ export function findCommand(raw: Buffer): CommandSpec | undefined {
   return COMMANDS.get(name) ?? COMMANDS.get(name.toLowerCase())
 }
 
-/** Redis's reply to a command it does not know: its name and first arguments, cut and made printable. */
+/** Redis's reply to a command it does not know. */
 export function unknownCommand(args: Buffer[]): ErrorReply {
-  const shown = args.slice(1, 4).map((arg) => `'${printable(arg)}' `).join('')
-  return new ErrorReply(`ERR unknown command '${printable(args[0])}', with args beginning with: ${shown}`)
+  return new ErrorReply(unknownCommandMessage(args))
 }
 
 export function wrongArity(name: string): ErrorReply {
@@ -231,42 +230,11 @@ function runConfig(_ctx: CommandContext, args: Buffer[]): Reply {
   return name in CONFIG_PARAMETERS ? [name, CONFIG_PARAMETERS[name]] : []
 }
 
-/** A signed 64-bit integer in Redis's syntax; anything else (2^64, 1e3, a long digit string) is refused. */
-export function parseInt64(raw: Buffer): bigint {
-  // No int64 needs more than 20 characters: longer input is refused before it is read as a number.
-  const text = raw.length <= 20 ? raw.toString('latin1') : ''
-  if (!/^-?\d+$/.test(text)) throw new CommandError(NOT_INTEGER)
-  const parsed = BigInt(text)
-  if (parsed > INT64_MAX || parsed < INT64_MIN) throw new CommandError(NOT_INTEGER)
-  return parsed
+/** A signed 64-bit integer in Redis's syntax (a longer argument is never read as text). */
+function parseInt64(raw: Buffer): bigint {
+  return int64FromText(raw.length <= INT64_MAX_CHARS ? raw.toString('latin1') : '')
 }
 
-// DECRBY's delta negated: -(-2^63) does not fit in 64 bits.
-function negate(delta: bigint): bigint {
-  if (delta === INT64_MIN) throw new CommandError(OVERFLOW)
-  return -delta
-}
-
-/**
- * EX, PX, EXPIRE, PEXPIRE: an int64 in units of unitMs whose value in ms is at most MAX_TTL_MS
- * (what a shard accepts), else Redis's invalid-expire-time error. Zero and below pass.
- */
 function parseTtlMs(raw: Buffer, unitMs: bigint, command: string): number {
-  const ms = parseInt64(raw) * unitMs
-  if (ms > BigInt(MAX_TTL_MS)) throw invalidExpireTime(command)
-  return ms < 0n ? -1 : Number(ms)
-}
-
-function invalidExpireTime(command: string): CommandError {
-  return new CommandError(`ERR invalid expire time in '${command}' command`)
-}
-
-// Redis rounds TTL to the nearest second and keeps -1 / -2 as they are.
-function toSeconds(ms: number): number {
-  return ms < 0 ? ms : Math.floor((ms + 500) / 1000)
-}
-
-// Names and arguments in error replies are cut and stripped of control bytes, as Redis does.
-function printable(raw: Buffer): string {
-  return raw.subarray(0, 128).toString('latin1').replace(/[^\x20-\x7e]/g, '?')
+  return ttlMsFromInt64(parseInt64(raw), unitMs, command)
 }

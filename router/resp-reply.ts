@@ -1,6 +1,7 @@
 // A RESP front's reply before it is written (bulk, integer, status, error, array), how it is
 // written, how many value bytes it holds, and how a route tree error is answered in Redis's words.
 import { HttpError } from '../common/http-errors.ts'
+import { NOT_INTEGER, OVERFLOW } from '../common/resp-arguments.ts'
 import type { RespWriter } from '../common/resp-writer.ts'
 import { CounterOverflowError, NotACounterError } from './errors.ts'
 
@@ -26,12 +27,7 @@ export class ErrorReply {
 export type Reply = Buffer | string | null | number | bigint | Status | ErrorReply | Reply[]
 
 export const OK = new Status('OK')
-export const NOT_INTEGER = 'ERR value is not an integer or out of range'
-export const OVERFLOW = 'ERR increment or decrement would overflow'
-export const SYNTAX = 'ERR syntax error'
 
-/** Thrown while a command is read: answered as an error reply, the connection stays open. */
-export class CommandError extends Error {}
 
 export function writeReply(writer: RespWriter, reply: Reply): void {
   if (Buffer.isBuffer(reply)) writer.bulk(reply)

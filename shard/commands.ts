@@ -1,6 +1,6 @@
 // The shard's RESP command table: each command's arity and handler, behaving as the Redis docs
 // describe, plus shardline's own SL.* extension commands (versioned writes, flags).
-import { INT64_MAX, INT64_MIN, MAX_TTL_MS } from '../common/limits.ts'
+import { CommandError, INT64_MAX_CHARS, NOT_INTEGER, SYNTAX, int64FromText, invalidExpireTime, negateDelta, toSeconds, ttlMsFromInt64 } from '../common/resp-arguments.ts'
 import type { RespArgs } from '../common/resp-request-parser.ts'
 import { bulkReplyBytes, type RespWriter } from '../common/resp-writer.ts'
 import { ENTRY_HEADER_BYTES, entryFlags, entryValue, entryVersion } from './entry.ts'
@@ -27,8 +27,8 @@ export interface CommandContext {
   replicate(args: Buffer[]): void
 }
 
-/** An error reply; the connection stays open. (The store's StoreError is answered the same way.) */
-export class CommandError extends Error {}
+// An error reply; the connection stays open. (The store's StoreError is answered the same way.)
+export { CommandError }
 
 export interface CommandSpec {
   /** Lower-case name, as metrics and error replies show it. */
@@ -42,9 +42,6 @@ export interface CommandSpec {
   run(ctx: CommandContext, args: RespArgs): void
 }
 
-const NOT_INTEGER = 'ERR value is not an integer or out of range'
-const OVERFLOW = 'ERR increment or decrement would overflow'
-const SYNTAX = 'ERR syntax error'
 
 const COMMAND_TABLE: Array<[string, Omit<CommandSpec, 'name' | 'index'>]> = [
   ['get', { arity: 2, run: (ctx, args) => replyValue(ctx, ctx.store.get(key(ctx, args, 1))) }],
@@ -56,7 +53,7 @@ const COMMAND_TABLE: Array<[string, Omit<CommandSpec, 'name' | 'index'>]> = [
   ['incr', { arity: 2, run: (ctx, args) => incrementBy(ctx, key(ctx, args, 1), 1n) }],
   ['decr', { arity: 2, run: (ctx, args) => incrementBy(ctx, key(ctx, args, 1), -1n) }],
   ['incrby', { arity: 3, run: (ctx, args) => incrementBy(ctx, key(ctx, args, 1), parseInt64(args, 2)) }],
-  ['decrby', { arity: 3, run: (ctx, args) => incrementBy(ctx, key(ctx, args, 1), negate(parseInt64(args, 2))) }],
+  ['decrby', { arity: 3, run: (ctx, args) => incrementBy(ctx, key(ctx, args, 1), negateDelta(parseInt64(args, 2))) }],
   ['expire', { arity: 3, run: (ctx, args) => ctx.writer.integer(ctx.store.expire(key(ctx, args, 1), parseTtlMs(args, 2, 1000n, 'expire')) ? 1 : 0) }],
   ['pexpire', { arity: 3, run: (ctx, args) => ctx.writer.integer(ctx.store.expire(key(ctx, args, 1), parseTtlMs(args, 2, 1n, 'pexpire')) ? 1 : 0) }],
   ['ttl', { arity: 2, run: (ctx, args) => ctx.writer.integer(toSeconds(ctx.store.remainingTtl(key(ctx, args, 1)))) }],
@@ -192,12 +189,6 @@ function incrementBy(ctx: CommandContext, key: string, delta: bigint): void {
   ctx.writer.integer(ctx.store.incrBy(key, delta))
 }
 
-// DECRBY's delta negated: -(-2^63) does not fit in 64 bits.
-function negate(delta: bigint): bigint {
-  if (delta === INT64_MIN) throw new CommandError(OVERFLOW)
-  return -delta
-}
-
 function runPing(ctx: CommandContext, args: RespArgs): void {
   if (args.count > 2) throw new CommandError("ERR wrong number of arguments for 'ping' command")
   if (args.count === 2) ctx.writer.bulk(args.buffer(1))
@@ -277,14 +268,9 @@ function runGetVersioned(ctx: CommandContext, args: RespArgs): void {
   ctx.writer.integer(ctx.store.remainingTtl(k))
 }
 
-/** Argument i as a signed 64-bit integer in Redis's syntax; anything else (2^64, 1e3, a long digit string) is refused. */
+/** Argument i as a signed 64-bit integer in Redis's syntax (a longer argument is never read as text). */
 function parseInt64(args: RespArgs, i: number): bigint {
-  // No int64 needs more than 20 characters: longer input is refused before it is read as a number.
-  const text = args.byteLength(i) <= 20 ? args.latin1(i) : ''
-  if (!/^-?\d+$/.test(text)) throw new CommandError(NOT_INTEGER)
-  const value = BigInt(text)
-  if (value > INT64_MAX || value < INT64_MIN) throw new CommandError(NOT_INTEGER)
-  return value
+  return int64FromText(args.byteLength(i) <= INT64_MAX_CHARS ? args.latin1(i) : '')
 }
 
 // A version's range against the clock is the store's to check (it refuses one too far ahead).
@@ -294,21 +280,6 @@ function parseVersion(args: RespArgs, i: number): number {
   return Number(version)
 }
 
-/**
- * EX, PX, EXPIRE, PEXPIRE: an int64 (else Redis's not-an-integer error) in units of unitMs, whose
- * value in ms is at most MAX_TTL_MS. Zero and below pass: SET refuses them, EXPIRE deletes.
- */
 function parseTtlMs(args: RespArgs, i: number, unitMs: bigint, command: string): number {
-  const ms = parseInt64(args, i) * unitMs
-  if (ms > BigInt(MAX_TTL_MS)) throw invalidExpireTime(command)
-  return Number(ms)
-}
-
-function invalidExpireTime(command: string): CommandError {
-  return new CommandError(`ERR invalid expire time in '${command}' command`)
-}
-
-// Redis rounds TTL to the nearest second and keeps -1 / -2 as they are.
-function toSeconds(ms: number): number {
-  return ms < 0 ? ms : Math.floor((ms + 500) / 1000)
+  return ttlMsFromInt64(parseInt64(args, i), unitMs, command)
 }

@@ -2,10 +2,11 @@
 // by a JSON Schema, with the defaults a single shard on a laptop wants.
 import { readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
+import { RESP_REQUEST_OVERHEAD_BYTES } from '../common/limits.ts'
 import { parseByteSize } from '../common/byte-size.ts'
 import { ConfigError, compileSchema, parseYaml, validateOrThrow } from '../common/validate.ts'
 import { DEFAULT_MAX_VERSION_DRIFT_MS, EVICTION_POLICIES, type EvictionPolicy } from './store.ts'
-import { REQUEST_OVERHEAD_BYTES, type RespServerLimits } from './resp-server.ts'
+import type { RespServerLimits } from './resp-server.ts'
 import type { ReplicationSettings } from './replication.ts'
 
 export interface ShardConfig {
@@ -183,8 +184,8 @@ export function loadShardConfig(argv: string[]): ShardConfig {
   const maxMemory = byteSize('maxMemory', raw.maxMemory)
   if (maxMemory < MIN_MEMORY) throw new ConfigError(`maxMemory: ${maxMemory} bytes is below the minimum of 4mb`)
   const { maxQueryBufferBytes, maxValueBytes } = raw.limits
-  if (maxQueryBufferBytes < maxValueBytes + REQUEST_OVERHEAD_BYTES) {
-    throw new ConfigError(`limits.maxQueryBufferBytes: ${maxQueryBufferBytes} is below limits.maxValueBytes + 64 KiB (${maxValueBytes + REQUEST_OVERHEAD_BYTES}): a request carrying a max-size value must fit`)
+  if (maxQueryBufferBytes < maxValueBytes + RESP_REQUEST_OVERHEAD_BYTES) {
+    throw new ConfigError(`limits.maxQueryBufferBytes: ${maxQueryBufferBytes} is below limits.maxValueBytes + 64 KiB (${maxValueBytes + RESP_REQUEST_OVERHEAD_BYTES}): a request carrying a max-size value must fit`)
   }
   const { group, member, ...settings } = raw.replication
   const replication = {

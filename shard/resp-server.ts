@@ -4,6 +4,8 @@
 import net from 'node:net'
 import { once } from 'node:events'
 import { performance } from 'node:perf_hooks'
+import { RESP_REQUEST_OVERHEAD_BYTES } from '../common/limits.ts'
+import { unknownCommandMessage } from '../common/resp-arguments.ts'
 import type { Logger } from '../common/logger.ts'
 import { RespProtocolError, RespQueryBufferError, RespRequestParser, type ArgsHandler, type RespArgs, type RespLimits } from '../common/resp-request-parser.ts'
 import { RespWriter } from '../common/resp-writer.ts'
@@ -39,8 +41,6 @@ export interface RespServerOptions {
   replication: Pick<Replication, 'attach' | 'loadingAt'>
 }
 
-/** Room a request needs beyond its value: the key, the command and the framing. */
-export const REQUEST_OVERHEAD_BYTES = 64 * 1024
 /** One command in this many is timed for the latency histogram (a power of two). */
 const LATENCY_SAMPLE = 8
 /**
@@ -122,7 +122,7 @@ export class RespServer {
     this.parserLimits = {
       // The bulk limit leaves room past the value limit so an oversize value gets a clear
       // "value too large" reply instead of a protocol error that closes the connection.
-      maxBulkBytes: options.limits.maxValueBytes + REQUEST_OVERHEAD_BYTES,
+      maxBulkBytes: options.limits.maxValueBytes + RESP_REQUEST_OVERHEAD_BYTES,
       maxArrayLength: options.limits.maxArrayLength,
       maxInlineBytes: 64 * 1024,
       maxQueryBufferBytes: options.limits.maxQueryBufferBytes,
@@ -301,7 +301,7 @@ export class RespServer {
     const timed = (++this.sampled & (LATENCY_SAMPLE - 1)) === 0
     const started = timed ? performance.now() : 0
     try {
-      if (!spec) throw new CommandError(`ERR unknown command '${printable(args.buffer(0))}', with args beginning with: ${args.toArray().slice(1, 4).map((a) => `'${printable(a)}'`).join(' ')}`)
+      if (!spec) throw new CommandError(unknownCommandMessage(args.toArray()))
       if (spec.arity > 0 ? args.count !== spec.arity : args.count < -spec.arity) {
         throw new CommandError(`ERR wrong number of arguments for '${spec.name}' command`)
       }
@@ -364,9 +364,4 @@ function endGracefully(socket: net.Socket): void {
   const timer = setTimeout(() => socket.destroy(), CLOSE_GRACE_MS)
   timer.unref()
   socket.once('close', () => clearTimeout(timer))
-}
-
-// Command names in error replies are cut and stripped of control bytes, as Redis does.
-function printable(raw: Buffer): string {
-  return raw.subarray(0, 128).toString('latin1').replace(/[^\x20-\x7e]/g, '?')
 }
