@@ -3,7 +3,9 @@
 import { CommandError, INT64_MAX_CHARS, NOT_INTEGER, SYNTAX, int64FromText, invalidExpireTime, negateDelta, toSeconds, ttlMsFromInt64 } from '../common/resp-arguments.ts'
 import type { RespArgs } from '../common/resp-request-parser.ts'
 import { bulkReplyBytes, type RespWriter } from '../common/resp-writer.ts'
-import { ENTRY_HEADER_BYTES, entryFlags, entryValue, entryVersion } from './entry.ts'
+import { ENTRY_HEADER_BYTES, entryFlags, entryIsCounter, entryValue, entryVersion } from './entry.ts'
+import { DEFAULT_SCAN_COUNT, MAX_SCAN_COUNT, SCAN_PAGE_BYTES, type KeyScans } from './key-scan.ts'
+import { receivedEntry } from './received-entry.ts'
 import { VERSION_NOT_POSITIVE, type Store, type WriteOptions } from './store.ts'
 
 export interface CommandLimits {
@@ -15,6 +17,8 @@ export interface CommandLimits {
 
 export interface CommandContext {
   store: Store
+  /** SL.SCAN's open scans, shared by every connection. */
+  scans: KeyScans
   writer: RespWriter
   limits: CommandLimits
   /** The INFO text for the requested sections (all when empty). */
@@ -72,6 +76,9 @@ const COMMAND_TABLE: Array<[string, Omit<CommandSpec, 'name' | 'index'>]> = [
   ['sl.setv', { arity: -4, run: runSetVersioned }],
   ['sl.getv', { arity: 2, run: runGetVersioned }],
   ['sl.delv', { arity: 3, run: runDeleteVersioned }],
+  ['sl.scan', { arity: -2, run: runScan }],
+  ['sl.putv', { arity: 3, run: runPutVersioned }],
+  ['sl.drop', { arity: 3, run: (ctx, args) => ctx.writer.integer(ctx.store.dropIfNotNewer(key(ctx, args, 1), parseVersion(args, 2)) ? 1 : 0) }],
   ['sl.sync', { arity: -3, whileLoading: true, run: (ctx, args) => ctx.replicate(args.toArray()) }],
   ['sl.digest', { arity: 1, whileLoading: true, run: runDigest }],
 ]
@@ -102,9 +109,12 @@ function key(ctx: CommandContext, args: RespArgs, i: number): string {
 }
 
 function value(ctx: CommandContext, args: RespArgs, i: number): Buffer {
-  const length = args.byteLength(i)
-  if (length > ctx.limits.maxValueBytes) throw new CommandError(`ERR value too large (${length} bytes, limit ${ctx.limits.maxValueBytes})`)
+  checkValueBytes(ctx, args.byteLength(i))
   return args.buffer(i)
+}
+
+function checkValueBytes(ctx: CommandContext, length: number): void {
+  if (length > ctx.limits.maxValueBytes) throw new CommandError(`ERR value too large (${length} bytes, limit ${ctx.limits.maxValueBytes})`)
 }
 
 // Arguments from the from-th on, as lower-case text (INFO's sections).
@@ -131,6 +141,9 @@ function runSet(ctx: CommandContext, args: RespArgs): void {
   if (result === 'condition-failed') ctx.writer.nullBulk()
   else ctx.writer.simple('OK')
 }
+
+/** Redis's reply to a write refused under its memory limit. */
+const OUT_OF_MEMORY = "OOM command not allowed when used memory > 'maxmemory'."
 
 /** A plain write's options, shared: nobody changes them. */
 const NO_OPTIONS: WriteOptions = Object.freeze({})
@@ -244,6 +257,37 @@ function runDeleteVersioned(ctx: CommandContext, args: RespArgs): void {
   ctx.writer.integer(ctx.store.deleteVersioned(key(ctx, args, 1), version) === 'deleted' ? 1 : 0)
 }
 
+// SL.SCAN cursor [COUNT n]: [next cursor, [key, entry, key, entry, …]], walking a snapshot of the
+// keys taken at cursor 0 (key-scan.ts); COUNT's errors are Redis's for SCAN, plus a cap.
+function runScan(ctx: CommandContext, args: RespArgs): void {
+  if (args.count !== 2 && (args.count !== 4 || !args.is(2, 'count'))) throw new CommandError(SYNTAX)
+  let count = DEFAULT_SCAN_COUNT
+  if (args.count === 4) {
+    const asked = parseInt64(args, 3)
+    if (asked < 1n) throw new CommandError(SYNTAX)
+    if (asked > BigInt(MAX_SCAN_COUNT)) throw new CommandError(NOT_INTEGER)
+    count = Number(asked)
+  }
+  // A longer argument is no cursor: it is not read as text (the scan refuses it as unknown).
+  const cursor = args.byteLength(1) <= INT64_MAX_CHARS ? args.latin1(1) : ''
+  const page = ctx.scans.page(cursor, count, Math.min(SCAN_PAGE_BYTES, ctx.limits.maxOutputBufferBytes))
+  ctx.writer.arrayHeader(2)
+  ctx.writer.bulkText(page.cursor)
+  ctx.writer.arrayHeader(page.keysAndEntries.length)
+  for (const item of page.keysAndEntries) ctx.writer.bulkLatin1(item)
+}
+
+// SL.PUTV key entry: stores an entry as SL.SCAN gives it unless the stored one is as new or newer
+// (two copies of one counter epoch merge). :1 stored, :0 kept. An entry the byte budget refuses is
+// an error, not :0: a mover that took :0 for "already there" would then drop the only copy.
+function runPutVersioned(ctx: CommandContext, args: RespArgs): void {
+  const k = key(ctx, args, 1)
+  checkValueBytes(ctx, args.byteLength(2) - ENTRY_HEADER_BYTES)
+  const result = ctx.store.restore(k, receivedEntry(args.latin1(2), Date.now()))
+  if (result === 'rejected') throw new CommandError(OUT_OF_MEMORY)
+  ctx.writer.integer(result === 'stored' ? 1 : 0)
+}
+
 // SL.DIGEST: [live keys, sha1 over every key, version, flags and value]; equal digests on a
 // primary and its replica mean they hold the same data.
 function runDigest(ctx: CommandContext): void {
@@ -253,7 +297,8 @@ function runDigest(ctx: CommandContext): void {
   ctx.writer.bulkText(sha1)
 }
 
-// SL.GETV key: [value, version, flags, pttl] or a null reply for a missing key.
+// SL.GETV key: [value, version, flags, pttl] or a null reply for a missing key; a counter adds a
+// fifth element, 1, so that a router moving keys does not copy its sum as a plain value.
 function runGetVersioned(ctx: CommandContext, args: RespArgs): void {
   const k = key(ctx, args, 1)
   const packed = ctx.store.get(k)
@@ -261,11 +306,13 @@ function runGetVersioned(ctx: CommandContext, args: RespArgs): void {
     ctx.writer.nullBulk()
     return
   }
-  ctx.writer.arrayHeader(4)
+  const counter = entryIsCounter(packed)
+  ctx.writer.arrayHeader(counter ? 5 : 4)
   ctx.writer.bulkLatin1(entryValue(packed))
   ctx.writer.integer(entryVersion(packed))
   ctx.writer.integer(entryFlags(packed))
   ctx.writer.integer(ctx.store.remainingTtl(k))
+  if (counter) ctx.writer.integer(1)
 }
 
 /** Argument i as a signed 64-bit integer in Redis's syntax (a longer argument is never read as text). */

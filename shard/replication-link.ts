@@ -8,7 +8,7 @@ import {
   ACK, BARRIER, CONTINUE, DELETE_VERSIONED, DROP, FLUSH, FULLSYNC, HEARTBEAT, PUT_ENTRY, SET_VERSIONED, SNAPSHOT_DONE,
   SNAPSHOT, SNAPSHOT_BATCH_KEYS, SYNC, command,
 } from './replication-wire.ts'
-import { ENTRY_HEADER_BYTES, rebaseExpiry } from './entry.ts'
+import { receivedEntry } from './received-entry.ts'
 import { StoreError, type Store, type WriteOptions } from './store.ts'
 import { ThrottledWarning } from '../common/throttled-warning.ts'
 
@@ -307,11 +307,10 @@ export class ReplicationLink {
     this.counts.snapshotRecords += (args.length - 1) / 2
   }
 
-  // A packed entry sent with its expiry as time left, made absolute on this clock.
+  // A packed entry sent with its expiry as time left, made absolute on this clock; a malformed
+  // one is refused like any entry the store refuses (a resync would only bring it again).
   private entryArgument(args: Buffer[], index: number, now = Date.now()): string {
-    const entry = args[index]
-    if (entry === undefined || entry.length < ENTRY_HEADER_BYTES) throw new LinkError(`${args[0].toString('latin1')} entry of ${entry?.length ?? 0} bytes, shorter than its header`)
-    return rebaseExpiry(entry.toString('latin1'), 0, now)
+    return receivedEntry(text(args, index), now)
   }
 
   // During an upstream snapshot, remembers each key it carried (see Replication.snapshotApplied).

@@ -19,7 +19,7 @@ export const SNAPSHOT_BATCH_KEYS = 256
 // Source → peer, log ops: the same versioned writes a router sends, so applying is one path.
 export const SET_VERSIONED = 'SL.SETV' // <key> <value> <version> [PX ms] [FLAGS n]
 export const DELETE_VERSIONED = 'SL.DELV' // <key> <version>
-export const DROP = 'SL.DROP' // <key> <version>: evicted on the primary; drop if no newer
+export const DROP = 'SL.DROP' // <key> <version>: evicted, or dropped by SL.DROP, on the sender; drop if no newer
 // <key> <entry, expiry as time left>: a counter's packed entry, merged with the peer's (see
 // counter-entry.ts): its per-writer components cannot travel as a plain versioned value.
 export const PUT_ENTRY = 'SL.PUTE'

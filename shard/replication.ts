@@ -222,8 +222,9 @@ class ChangeRecorder implements StoreChangeListener {
     this.log.append(this.writer.take())
   }
 
-  evicted(key: string, packed: string): void {
-    if (this.muted || !this.logEvictions) return
+  // A replica's own evictions are its business; a drop (a moved key) is a write every copy makes.
+  evicted(key: string, packed: string, by: 'budget' | 'drop'): void {
+    if (this.muted || (by === 'budget' && !this.logEvictions)) return
     command(this.writer, DROP, [key, String(entryVersion(packed))])
     this.log.append(this.writer.take())
   }

@@ -10,6 +10,7 @@ import type { Logger } from '../common/logger.ts'
 import { RespProtocolError, RespQueryBufferError, RespRequestParser, type ArgsHandler, type RespArgs, type RespLimits } from '../common/resp-request-parser.ts'
 import { RespWriter } from '../common/resp-writer.ts'
 import { COMMAND_SPECS, CommandError, findCommand, type CommandContext, type CommandLimits } from './commands.ts'
+import { KeyScans } from './key-scan.ts'
 import type { CommandInstruments, ConnectionStats, DropReason, ShardMetrics } from './metrics.ts'
 import { LOADING_ACTIVITY, type Replication } from './replication.ts'
 import { StoreError, type Store } from './store.ts'
@@ -109,6 +110,7 @@ export class RespServer {
   private readonly server: net.Server
   private readonly clients = new Set<Client>()
   private readonly warnings: ThrottledWarnings
+  private readonly scans: KeyScans
   private sweeper: NodeJS.Timeout | null = null
   /** Clients waiting for their next turn, in the order they will get it. */
   private readonly turns: Client[] = []
@@ -119,6 +121,7 @@ export class RespServer {
     this.options = options
     this.connections = options.connections
     this.warnings = new ThrottledWarnings(options.log)
+    this.scans = new KeyScans(options.store)
     this.parserLimits = {
       // The bulk limit leaves room past the value limit so an oversize value gets a clear
       // "value too large" reply instead of a protocol error that closes the connection.
@@ -168,6 +171,7 @@ export class RespServer {
     client.onWritten = () => this.written(client)
     client.context = {
       store,
+      scans: this.scans,
       writer: client.writer,
       limits,
       info: this.options.info,

@@ -54,8 +54,11 @@ export interface StoreOptions {
 export interface StoreChangeListener {
   /** key now holds packed: a value or a tombstone. */
   written(key: string, packed: string): void
-  /** The byte budget pushed key out. */
-  evicted(key: string, packed: string): void
+  /**
+   * key left without a tombstone: the byte budget pushed it out, or a drop removed it (SL.DROP
+   * once the key moved to another shard, or a peer's drop replayed).
+   */
+  evicted(key: string, packed: string, by: 'budget' | 'drop'): void
   flushed(): void
 }
 
@@ -131,7 +134,7 @@ export class Store {
           this.tombstones--
         } else if (reason === 'evict') {
           this.stats.evictions++
-          this.changes?.evicted(key, packed)
+          this.changes?.evicted(key, packed, 'budget')
         }
       },
     })
@@ -252,12 +255,17 @@ export class Store {
     return 'stored'
   }
 
-  /** Removes key if its entry is no newer than version: a primary's eviction, replayed. */
+  /**
+   * Removes key, leaving no tombstone, if its entry (value or tombstone) is no newer than version:
+   * a primary's eviction replayed, or SL.DROP of a key moved to another shard. Replicas hear of it.
+   */
   dropIfNotNewer(key: string, version: number): boolean {
     this.checkVersion(version)
     const current = this.cache.peek(key)
     if (current === undefined || entryVersion(current) > version) return false
-    return this.forget(key)
+    this.cache.delete(key)
+    this.changes?.evicted(key, current, 'drop')
+    return true
   }
 
   /** Removes key's entry, value or tombstone, leaving no tombstone: as if it had never been written. */
@@ -265,9 +273,14 @@ export class Store {
     return this.cache.delete(key)
   }
 
-  /** Every key held now, tombstones included (a full sync walks this list while writes go on). */
+  /**
+   * Every key held now, tombstones included, in no particular order: a full sync and SL.SCAN walk
+   * this list while writes go on. It blocks the event loop for its whole length, so it reads
+   * lru-cache's key map (read only) rather than its keys(): that iterator walks recency order and
+   * checks each slot with a Map lookup, 670 ms at 1M keys against 28 ms for the map's own keys.
+   */
   keyList(): string[] {
-    return [...this.cache.keys()]
+    return [...LRUCache.unsafeExposeInternals(this.cache).keyMap.keys()]
   }
 
   /**

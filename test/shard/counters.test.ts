@@ -209,3 +209,15 @@ t.test('real shards: increments taken by a primary and its replica at once (rout
   t.equal(await p.get('shared'), '400')
   t.equal(await r.get('shared'), '400')
 })
+
+t.test('real shards: SL.GETV marks a counter (a fifth element), so a router moving keys never copies its sum as a value', async (t) => {
+  const pair = await startPair(t)
+  const p = pair.client(pair.primary)
+  await p.set('plain', '5')
+  await p.incrby('views', 3)
+  await p.set('grown', '10')
+  await p.incrby('grown', 1)
+  t.equal(((await p.call('SL.GETV', 'plain')) as unknown[]).length, 4, 'a value: [value, version, flags, pttl]')
+  t.match(await p.call('SL.GETV', 'views'), ['3', 1, 0, -1, 1], 'a counter from nothing: epoch 1, marked')
+  t.match(await p.call('SL.GETV', 'grown'), ['11', Number, 0, -1, 1], 'a counter grown from a value: marked too')
+})
