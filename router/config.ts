@@ -1,5 +1,5 @@
-// The router's YAML config: pools of shards, prefix routes, hashing, health, connections,
-// limits and listen addresses; ${ENV} interpolation; JSON Schema validation with file:line errors.
+// The router's YAML config: pools of shards (some draining), prefix routes, hashing, the migration
+// window, health, connections, limits and listen addresses; ${ENV} interpolation; JSON Schema validation with file:line errors.
 import { readFileSync } from 'node:fs'
 import { RESP_REQUEST_OVERHEAD_BYTES } from '../common/limits.ts'
 import { ConfigError, compileSchema, parseYaml, validateOrThrow } from '../common/validate.ts'
@@ -21,6 +21,12 @@ export interface ShardConfig {
   replicas: DestinationConfig[]
 }
 
+/** A shard as a pool lists it: where it is, and whether it is being emptied. */
+export interface PoolShardConfig extends ShardConfig {
+  /** Owns no keys on the ring; still read through by the warm-up route until rebalance empties it. */
+  draining: boolean
+}
+
 export interface HotKeyConfig {
   enabled: boolean
   share: number
@@ -32,15 +38,22 @@ export interface HotKeyConfig {
   counterWindowMs: number
 }
 
+export interface PoolConfig {
+  shards: PoolShardConfig[]
+  hotKeys: HotKeyConfig
+}
+
 export interface RouterConfig {
   /** Where the config came from (shown in errors and /admin/config). */
   file: string
   /** resp: the optional RESP (Redis protocol) front; absent, it is off. */
   listen: { data: Endpoint; admin: Endpoint; resp?: Endpoint }
-  pools: Record<string, { shards: ShardConfig[]; hotKeys: HotKeyConfig }>
+  pools: Record<string, PoolConfig>
   routes: { prefix: string; pool: string }[]
   defaultPool: string
   hashing: { algorithm: 'ring'; pointsPerShard: number }
+  /** windowMs: how long after a reload that changed key ownership reads go through to the previous owners; 0 is off. */
+  migration: { windowMs: number }
   health: { heartbeatMs: number; failuresBeforeKnockout: number; probeInitialMs: number; probeMaxMs: number; maxKnockedOutFraction: number }
   connections: { perDestination: number; timeoutMs: number; connectTimeoutMs: number; maxQueue: number }
   /**
@@ -133,6 +146,7 @@ const schema = {
                 name: { type: 'string', pattern: '^[A-Za-z0-9._-]+$' },
                 primary: destination,
                 replicas: { type: 'array', items: destination, default: [] },
+                draining: { type: 'boolean', default: false },
               },
             },
           },
@@ -157,6 +171,14 @@ const schema = {
       properties: {
         algorithm: { enum: ['ring'], default: 'ring' },
         pointsPerShard: { type: 'integer', minimum: 1, maximum: 100000, default: 8000 },
+      },
+    },
+    migration: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        windowMs: { type: 'integer', minimum: 0, maximum: 7 * 24 * 3_600_000, default: 30 * 60_000 },
       },
     },
     health: {
@@ -211,10 +233,11 @@ const schema = {
 type RawDestination = string | { address: string; admin?: string }
 interface RawConfig {
   listen: { data: string; admin: string; resp?: string }
-  pools: Record<string, { shards: { name: string; primary: RawDestination; replicas: RawDestination[] }[]; hotKeys: HotKeyConfig }>
+  pools: Record<string, { shards: { name: string; primary: RawDestination; replicas: RawDestination[]; draining: boolean }[]; hotKeys: HotKeyConfig }>
   routes: { prefix: string; pool: string }[]
   defaultPool?: string
   hashing: RouterConfig['hashing']
+  migration: RouterConfig['migration']
   health: RouterConfig['health']
   connections: RouterConfig['connections']
   limits: RouterConfig['limits']
@@ -276,6 +299,7 @@ export function parseRouterConfig(text: string, file: string): RouterConfig {
   const pools: RouterConfig['pools'] = {}
   for (const [poolName, pool] of Object.entries(raw.pools)) {
     const names = new Set<string>()
+    if (pool.shards.every((shard) => shard.draining)) at(['pools', poolName, 'shards'], `every shard of pool ${poolName} is draining: at least one must own its keys`)
     pools[poolName] = {
       hotKeys: pool.hotKeys,
       shards: pool.shards.map((shard, i) => {
@@ -295,6 +319,7 @@ export function parseRouterConfig(text: string, file: string): RouterConfig {
           name: shard.name,
           primary: toDestination(shard.primary, [...path, 'primary']),
           replicas: shard.replicas.map((replica, r) => toDestination(replica, [...path, 'replicas', String(r)])),
+          draining: shard.draining,
         }
       }),
     }
@@ -307,6 +332,7 @@ export function parseRouterConfig(text: string, file: string): RouterConfig {
     routes: raw.routes,
     defaultPool: defaultPool!,
     hashing: raw.hashing,
+    migration: raw.migration,
     health: raw.health,
     connections: raw.connections,
     limits: raw.limits,

@@ -1,5 +1,6 @@
 // The router's Prometheus metrics: requests and latency by op and status, connection-pool saturation and
-// health per destination, knock-outs, config reloads, client connections held and shed, response bytes.
+// health per destination, knock-outs, config reloads, client connections held and shed, response bytes,
+// hot keys, and the warm-up route's read-throughs, back-fills and migration windows.
 import type { Server } from 'node:net'
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
 import { LATENCY_BUCKETS_SECONDS, mirroredCounter } from '../common/metric-helpers.ts'
@@ -14,6 +15,16 @@ export interface HotKeyMetrics {
   counterBatch(size: number): void
 }
 
+/** What the warm-up route reports (read-throughs only: reads that missed on a key's new owner). */
+export interface WarmUpMetrics {
+  /** hit: found on a previous owner; miss: in neither. */
+  read(pool: string, outcome: 'hit' | 'miss'): void
+  /** older: the new owner had as new or newer (a write or a delete landed first). */
+  backfill(pool: string, outcome: 'stored' | 'older' | 'failed'): void
+  /** Exports the pool's series at 0, so that a dashboard shows 0 rather than no data before a migration. */
+  declarePool(pool: string): void
+}
+
 export class RouterMetrics {
   readonly registry = new Registry()
   readonly knockouts: Counter<'pool' | 'shard' | 'role'>
@@ -22,6 +33,7 @@ export class RouterMetrics {
   /** Read at scrape time, once the servers that know them exist. */
   private readonly servers = new Map<string, Server>()
   private responseBytesHeld: () => number = () => 0
+  private migrationWindows: () => ReadonlyMap<string, number> = () => new Map()
   private readonly duration: Histogram<'op'>
   private readonly durationByOp = new Map<string, { observe(seconds: number): void }>()
   private readonly requestCounts: LabelCounts = new Map()
@@ -30,6 +42,7 @@ export class RouterMetrics {
   private readonly respCounts: LabelCounts = new Map()
 
   readonly hotKeys: HotKeyMetrics
+  readonly warmUp: WarmUpMetrics
 
   constructor(destinations: () => readonly ShardDestination[], generation: () => number, hotKeyCount: () => number = () => 0) {
     collectDefaultMetrics({ register: this.registry })
@@ -90,6 +103,29 @@ export class RouterMetrics {
       copyFill: () => copyFills.inc(),
       counterBatch: (size) => batches.observe(size),
     }
+    const warmUpReads = new Counter({ name: 'shardline_router_warmup_reads_total', help: 'Reads that missed on a key\'s new owner during a migration, by pool and outcome: hit (found on a previous owner) or miss (in neither).', labelNames: ['pool', 'outcome'], registers })
+    const backfills = new Counter({ name: 'shardline_router_warmup_backfills_total', help: 'Values found on a previous owner and written to the new one, by pool and outcome: stored, older (the new owner had as new or newer), failed.', labelNames: ['pool', 'outcome'], registers })
+    this.warmUp = {
+      read: (pool, outcome) => warmUpReads.inc({ pool, outcome }),
+      backfill: (pool, outcome) => backfills.inc({ pool, outcome }),
+      declarePool: (pool) => {
+        for (const outcome of ['hit', 'miss']) warmUpReads.labels(pool, outcome)
+        for (const outcome of ['stored', 'older', 'failed']) backfills.labels(pool, outcome)
+      },
+    }
+    const windows = () => this.migrationWindows()
+    new Gauge({
+      name: 'shardline_router_migration_window_seconds',
+      help: 'Seconds left of the migration window after a reload that changed key ownership, by pool (0 when none).',
+      labelNames: ['pool'],
+      registers,
+      // Every worker and the primary keep the same window: with workers, report it once, not summed.
+      aggregator: 'max',
+      collect() {
+        this.reset()
+        for (const [pool, seconds] of windows()) this.set({ pool }, seconds)
+      },
+    })
     perDestination('shardline_router_destination_connections', 'Open connections to the destination.', (d) => d.connected)
     perDestination('shardline_router_destination_in_flight', 'Commands sent to the destination awaiting a reply.', (d) => d.inFlight)
     perDestination('shardline_router_destination_queued', 'Commands waiting to be written to the destination.', (d) => d.queued)
@@ -102,6 +138,11 @@ export class RouterMetrics {
 
   trackResponseBytes(read: () => number): void {
     this.responseBytesHeld = read
+  }
+
+  /** Seconds left of each pool's migration window, read at scrape time. */
+  trackMigrationWindows(read: () => ReadonlyMap<string, number>): void {
+    this.migrationWindows = read
   }
 
   /** One HTTP request on the data port that took elapsedMs. */

@@ -1,27 +1,40 @@
-// Builds the route tree a config describes (prefix -> hot keys -> pool -> failover -> destinations) with
-// its own connections and health monitor, counts ops in flight, and closes once drained.
+// Builds the route tree a config describes (prefix -> hot keys -> [warm-up] -> pool -> failover ->
+// destinations) with its own connections and health monitor, counts ops in flight, and closes once drained.
 import type { Logger } from '../common/logger.ts'
-import type { RouterConfig } from './config.ts'
+import { HashRing } from '../common/ring.ts'
+import type { PoolConfig, RouterConfig } from './config.ts'
 import { HealthMonitor } from './health-monitor.ts'
-import type { HotKeyMetrics } from './metrics.ts'
+import type { HotKeyMetrics, WarmUpMetrics } from './metrics.ts'
+import { type Migration, nextMigration, sameOwners } from './migration-window.ts'
+import { poolRing } from './pool-layout.ts'
 import { FailoverRoute } from './routes/failover-route.ts'
 import { HotKeyRoute } from './routes/hot-key-route.ts'
-import { PoolRoute } from './routes/pool-route.ts'
+import { type PoolRoute, RingPoolRoute } from './routes/pool-route.ts'
 import { PrefixRoute } from './routes/prefix-route.ts'
 import type { Op, OpResult, Route, RouteStep } from './routes/route.ts'
+import { WarmUpRoute } from './routes/warm-up-route.ts'
 import { ShardDestination } from './shard-destination.ts'
+
+/** What a reload carries from one tree to the next, per pool: where keys hash, and the running window. */
+export interface PoolLayout {
+  ring: HashRing
+  migration: Migration
+}
 
 export class RouteTree {
   readonly config: RouterConfig
   readonly generation: number
   readonly destinations: readonly ShardDestination[]
   readonly hotKeyRoutes: HotKeyRoute[] = []
+  readonly layouts = new Map<string, PoolLayout>()
+  private readonly warmUpRoutes = new Map<string, WarmUpRoute>()
   private readonly root: Route
   private readonly health: HealthMonitor
   private active = 0
   private drained: (() => void) | null = null
 
-  constructor(config: RouterConfig, generation: number, log: Logger, onKnockout: (destination: ShardDestination) => void, hotKeyMetrics: HotKeyMetrics) {
+  /** previous: the tree this one replaces on a reload, whose layouts open or carry migration windows. */
+  constructor(config: RouterConfig, generation: number, log: Logger, onKnockout: (destination: ShardDestination) => void, metrics: { hotKeys: HotKeyMetrics; warmUp: WarmUpMetrics }, previous?: RouteTree) {
     this.config = config
     this.generation = generation
     const destinations: ShardDestination[] = []
@@ -40,7 +53,9 @@ export class RouteTree {
         destinations.push(...chain)
         shards.set(shard.name, new FailoverRoute(shard.name, chain))
       }
-      const hotKeys = new HotKeyRoute(poolName, new PoolRoute(poolName, shards, config.hashing.pointsPerShard), pool.hotKeys, hotKeyMetrics)
+      metrics.warmUp.declarePool(poolName)
+      const route = this.poolRoute(poolName, pool, shards, log, metrics.warmUp, previous)
+      const hotKeys = new HotKeyRoute(poolName, route, pool.hotKeys, metrics.hotKeys)
       this.hotKeyRoutes.push(hotKeys)
       pools.set(poolName, hotKeys)
     }
@@ -52,6 +67,24 @@ export class RouteTree {
       { route: pools.get(config.defaultPool)!, name: config.defaultPool },
     )
     this.health = new HealthMonitor(config.health, destinations, log, onKnockout)
+  }
+
+  // The pool's ring (the previous tree's, when the owners are the same), and the warm-up node over it
+  // while a migration window is open or shards drain; otherwise the pool route alone.
+  private poolRoute(poolName: string, pool: PoolConfig, shards: Map<string, Route>, log: Logger, metrics: WarmUpMetrics, previous: RouteTree | undefined): PoolRoute {
+    const before = previous?.layouts.get(poolName)
+    if (previous?.config.pools[poolName]) warnOfRemovedOwners(log, poolName, previous.config.pools[poolName], pool)
+    const built = poolRing(pool, this.config.hashing.pointsPerShard)
+    const ring = before && sameOwners(before.ring, built) ? before.ring : built
+    const migration = nextMigration(before, ring, this.config.migration.windowMs, Date.now())
+    this.layouts.set(poolName, { ring, migration })
+    const next = new RingPoolRoute(poolName, shards, ring)
+    const drainingRing = ring.nodes.length < pool.shards.length ? new HashRing(pool.shards.map((shard) => shard.name), this.config.hashing.pointsPerShard) : null
+    if (migration.rings.length === 0 && !drainingRing) return next
+    const warmUp = new WarmUpRoute({ next, migration, drainingRing, hotKeys: pool.hotKeys, metrics, log })
+    this.warmUpRoutes.set(poolName, warmUp)
+    log.info({ pool: poolName, previousRings: migration.rings.map((r) => r.nodes), windowSeconds: warmUp.windowSecondsLeft(), draining: drainingRing !== null }, 'warm-up: reads that miss on a key\'s new owner read its previous owners')
+    return warmUp
   }
 
   // Not an async function: one reaction on the route's own promise counts the op out, where
@@ -81,6 +114,11 @@ export class RouteTree {
     return this.root.describe()
   }
 
+  /** Seconds left of each pool's migration window, 0 when none. */
+  migrationWindowSeconds(): Map<string, number> {
+    return new Map(Object.keys(this.config.pools).map((pool) => [pool, this.warmUpRoutes.get(pool)?.windowSecondsLeft() ?? 0]))
+  }
+
   /** Every pool has at least one destination that is not knocked out. */
   get ready(): boolean {
     const pools = new Map<string, boolean>()
@@ -101,4 +139,12 @@ export class RouteTree {
     this.health.stop()
     for (const destination of this.destinations) destination.close()
   }
+}
+
+// Keys on a shard that leaves the config are out of every ring the router reads: only a shard that
+// was draining (and emptied by rebalance) leaves without losing them.
+function warnOfRemovedOwners(log: Logger, pool: string, before: PoolConfig, after: PoolConfig): void {
+  const kept = new Set(after.shards.map((shard) => shard.name))
+  const removed = before.shards.filter((shard) => !kept.has(shard.name) && !shard.draining).map((shard) => shard.name)
+  if (removed.length > 0) log.warn({ pool, shards: removed }, 'shards that owned keys left the config: the keys they hold cannot be read through and are lost to this router (drain first: draining: true, reload, rebalance, then remove)')
 }

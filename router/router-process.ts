@@ -63,7 +63,8 @@ export async function startRouter(configFile: string, log: Logger, roles: Router
   let current: RouteTree
   const metrics = new RouterMetrics(() => current.destinations, () => generation, () => current.hotKeyRoutes.reduce((sum, route) => sum + route.heavyHitters().filter((h) => h.hot).length, 0))
   const onKnockout = (d: { id: { pool: string; shard: string; role: string } }) => metrics.knockouts.inc({ pool: d.id.pool, shard: d.id.shard, role: d.id.role })
-  current = new RouteTree(config, generation, log, onKnockout, metrics.hotKeys)
+  current = new RouteTree(config, generation, log, onKnockout, metrics)
+  metrics.trackMigrationWindows(() => current.migrationWindowSeconds())
   const tree = () => current
 
   // A reload swaps the route tree, so per-request limits apply at once; listen addresses and the
@@ -88,7 +89,8 @@ export async function startRouter(configFile: string, log: Logger, roles: Router
     if (changedAtRestart.length > 0) log.warn({ limits: changedAtRestart }, 'connection limits changed in the config: they take effect on restart')
     const previous = current
     generation++
-    current = new RouteTree(next, generation, log, onKnockout, metrics.hotKeys)
+    // The new tree opens a migration window where the owners changed, or carries the running one.
+    current = new RouteTree(next, generation, log, onKnockout, metrics, previous)
     lastError = null
     loadedAt = new Date().toISOString()
     metrics.reloads.inc({ outcome: 'success' })

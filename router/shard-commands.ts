@@ -13,7 +13,9 @@ export async function runOnDestination(destination: ShardDestination, op: Op): P
       const reply = check(destination, await destination.send(['SL.GETV', op.key]))
       if (reply === null) return { kind: 'get', found: false }
       if (!Array.isArray(reply) || !Buffer.isBuffer(reply[0])) throw unexpected(destination, reply)
-      return { kind: 'get', found: true, value: reply[0], version: Number(reply[1]), flags: Number(reply[2]), ttlMs: Number(reply[3]) }
+      const found: Extract<OpResult, { kind: 'get'; found: true }> = { kind: 'get', found: true, value: reply[0], version: Number(reply[1]), flags: Number(reply[2]), ttlMs: Number(reply[3]) }
+      if (reply.length > 4) found.counter = true
+      return found
     }
     case 'set': {
       if (op.condition !== undefined || op.keepTtl) return runPlainSet(destination, op)

@@ -16,6 +16,20 @@ import type { Op, OpResult, Route, RouteStep } from './route.ts'
 export const copyKey = (key: string, index: number) => `${key}\u0000h${index}`
 export const subCounterKey = (key: string, index: number) => `${key}\u0000c${index}`
 
+/** A copy's or sub-counter's base key and index; null for a user key (it has no NUL). */
+export function parseDerivedKey(key: string): { base: string; kind: 'copy' | 'sub-counter'; index: number } | null {
+  const nul = key.indexOf('\u0000')
+  const tag = key[nul + 1]
+  const index = key.slice(nul + 2)
+  if (nul === -1 || (tag !== 'h' && tag !== 'c') || !/^\d{1,2}$/.test(index)) return null
+  return { base: key.slice(0, nul), kind: tag === 'h' ? 'copy' : 'sub-counter', index: Number(index) }
+}
+
+/** The shard of each of count derived keys, given the distinct shards clockwise from the base key. */
+export function derivedKeyShards(distinct: readonly string[], count: number): string[] {
+  return Array.from({ length: count }, (_, i) => distinct[i % distinct.length])
+}
+
 /** Marks a copy that stands for a deleted key, so a late fill with older data cannot revive it. */
 export const FLAG_DELETED_COPY = 0x40000000
 
@@ -94,8 +108,7 @@ export class HotKeyRoute implements Route {
   }
 
   private copyShards(key: string, count: number): string[] {
-    const shards = this.next.distinctShards(key, count)
-    return Array.from({ length: count }, (_, i) => shards[i % shards.length])
+    return derivedKeyShards(this.next.distinctShards(key, count), count)
   }
 
   private async readCopy(key: string): Promise<OpResult> {

@@ -22,7 +22,8 @@ export type Op =
 export type OpResult =
   | { kind: 'get'; found: false }
   /** ttlMs is the remaining TTL, -1 when the entry never expires. */
-  | { kind: 'get'; found: true; value: Buffer; flags: number; version: number; ttlMs: number }
+  /** counter: the value is a counter's sum (its per-writer parts stay on the shard: copy it as a value and they are lost). */
+  | { kind: 'get'; found: true; value: Buffer; flags: number; version: number; ttlMs: number; counter?: true }
   | { kind: 'set'; stored: boolean }
   | { kind: 'delete'; deleted: boolean }
   | { kind: 'incr'; value: bigint | null }

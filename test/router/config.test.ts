@@ -28,7 +28,8 @@ t.test('a minimal config gets the documented defaults', async (t) => {
   const config = parseRouterConfig(minimal, 'router.yaml')
   t.equal(config.defaultPool, 'main', 'the only pool is the default')
   t.same(config.listen, { data: { host: '127.0.0.1', port: 8080 }, admin: { host: '127.0.0.1', port: 9090 } })
-  t.same(config.pools.main.shards[0], { name: 's0', primary: { address: { host: '127.0.0.1', port: 7000 } }, replicas: [] })
+  t.same(config.pools.main.shards[0], { name: 's0', primary: { address: { host: '127.0.0.1', port: 7000 } }, replicas: [], draining: false })
+  t.same(config.migration, { windowMs: 30 * 60_000 }, 'a 30-minute migration window')
   t.match(config.health, { heartbeatMs: 500, failuresBeforeKnockout: 3 })
   t.match(config.connections, { perDestination: 2, timeoutMs: 1000 })
   t.same(config.limits, {
@@ -158,4 +159,30 @@ routes:
 
 t.test('YAML syntax errors name the line', async (t) => {
   t.throws(() => parseRouterConfig('pools:\n  main: [\n', 'r.yaml'), /^r\.yaml:\d+: /)
+})
+
+t.test('draining is a boolean per shard, and a pool keeps at least one shard that owns keys', async (t) => {
+  const pool = (first: string, second: string) => `pools:
+  main:
+    shards:
+      - name: s0
+        primary: 127.0.0.1:7000${first}
+      - name: s1
+        primary: 127.0.0.1:7001${second}
+`
+  const config = parseRouterConfig(pool('\n        draining: true', ''), 'r.yaml')
+  t.same(config.pools.main.shards.map((shard) => shard.draining), [true, false])
+  t.throws(() => parseRouterConfig(pool('\n        draining: "yes"', ''), 'r.yaml'), /r\.yaml:6: pools\.main\.shards\[0\]\.draining: must be boolean/)
+  const message = errorOf(() => parseRouterConfig(pool('\n        draining: true', '\n        draining: true'), 'r.yaml'))
+  t.match(message, /r\.yaml:4: pools\.main\.shards: every shard of pool main is draining: at least one must own its keys/)
+})
+
+t.test('migration.windowMs: 0 (off) up to 7 days', async (t) => {
+  const withWindow = (windowMs: string) => parseRouterConfig(`${minimal}migration:\n  windowMs: ${windowMs}\n`, 'r.yaml')
+  t.equal(withWindow('0').migration.windowMs, 0, '0 turns warm-up off')
+  t.equal(withWindow('604800000').migration.windowMs, 604_800_000)
+  t.throws(() => withWindow('604800001'), /r\.yaml:7: migration\.windowMs: must be <= 604800000/)
+  t.throws(() => withWindow('-1'), /migration\.windowMs: must be >= 0/)
+  t.throws(() => withWindow('1.5'), /migration\.windowMs: must be integer/)
+  t.throws(() => parseRouterConfig(`${minimal}migration:\n  window: 5\n`, 'r.yaml'), /migration\.window: is not a known setting/)
 })
