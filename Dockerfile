@@ -22,6 +22,7 @@ COPY --from=deps /app/node_modules ./node_modules
 COPY package.json ./
 COPY cli ./cli
 COPY common ./common
+COPY rebalance ./rebalance
 COPY router ./router
 COPY shard ./shard
 COPY config ./config

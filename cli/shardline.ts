@@ -6,6 +6,7 @@ import { VERSION } from '../common/version.ts'
 import { runClientCommand } from './client-command.ts'
 import { runClusterCommand } from './cluster-command.ts'
 import { runPlanCommand } from './plan-command.ts'
+import { runRebalanceCommand } from './rebalance-command.ts'
 import { runRouterCommand } from './router-command.ts'
 import { runShardCommand } from './shard-command.ts'
 
@@ -14,6 +15,7 @@ usage: shardline <command> [options]
   router    run one router (HTTP front + admin); shardline router --config <file>
   shard     run one shard process (RESP data port + admin HTTP); shardline shard --help
   cluster   run a router and its loopback shards from one config (npm start runs config/local.yaml)
+  rebalance move keys to the shards a router config's ring gives them (after adding, draining or removing shards); shardline rebalance --help
   plan      size a deployment: shards, pods, memory per shard, values.yaml for helm/shardline; shardline plan --help
   get <key> | set <key> <value> [--ttl s] | del <key>   talk to a router (--router url)
   version   print the version`
@@ -29,6 +31,8 @@ async function main(argv: string[]): Promise<void> {
       return runClusterCommand(rest)
     case 'plan':
       return runPlanCommand(rest)
+    case 'rebalance':
+      return runRebalanceCommand(rest)
     case 'get':
     case 'set':
     case 'del':
