@@ -16,7 +16,7 @@ usage: shardline <command> [options]
   shard     run one shard process (RESP data port + admin HTTP); shardline shard --help
   cluster   run a router and its loopback shards from one config (npm start runs config/local.yaml)
   rebalance move keys to the shards a router config's ring gives them (after adding, draining or removing shards); shardline rebalance --help
-  plan      size a deployment: shards, pods, memory per shard, values.yaml for helm/shardline; shardline plan --help
+  plan      size a deployment (shards, pods, memory, values.yaml), or --from 3 --to 4: the keys a resize moves; shardline plan --help
   get <key> | set <key> <value> [--ttl s] | del <key>   talk to a router (--router url)
   version   print the version`
 

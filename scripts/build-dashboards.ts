@@ -32,6 +32,8 @@ const hitRatio = (by = '') => `${rate('shardline_shard_keyspace_hits_total', by)
 const quantile = (q: number, histogram: string, by: string) => `histogram_quantile(${q}, sum by (${by}) (rate(${histogram}_bucket[${RATE}])))`
 /** Router processes' own series: routers are the targets that export the config generation. */
 const routersOnly = (expr: string) => `${expr} and on (instance, job) shardline_router_config_generation`
+/** The rebalance Job serves its metrics only while it runs: 0 rather than no data the rest of the time. */
+const zeroWhenAbsent = (expr: string) => `${expr} or on () vector(0)`
 
 export const DASHBOARDS: DashboardSpec[] = [
   {
@@ -134,6 +136,26 @@ export const DASHBOARDS: DashboardSpec[] = [
       { title: 'Resyncs', unit: 'short', description: 'Syncs served in the time range: partial (resumed from the backlog) or full (a snapshot). Full resyncs beyond restarts: raise replication.backlogBytes.', targets: [{ expr: 'sum by (shard, kind) (increase(shardline_replication_syncs_total{side="served"}[$__range]))', legend: '{{shard}} {{kind}}' }] },
       { title: 'Catch-ups', unit: 'short', description: 'Primaries back from a stall or a lost write-back link that caught up with their replicas before serving (caught_up), or gave up after replication.catchUp.timeoutMs and served what they had (gave_up: reads of what the replica took may be stale until it flows back).', targets: [{ expr: 'sum by (shard, outcome) (increase(shardline_replication_catch_ups_total[$__range]))', legend: '{{shard}} {{outcome}}' }] },
       { title: 'Peers dropped', unit: 'short', description: 'Replication peers dropped in the time range, by reason: garbage (not the protocol), too_far_behind (the backlog or peer buffer overflowed), timeout (no acknowledgement).', targets: [{ expr: 'sum by (shard, reason) (increase(shardline_replication_peers_dropped_total[$__range]))', legend: '{{shard}} {{reason}}' }] },
+    ],
+  },
+  {
+    uid: 'shardline-migration',
+    file: 'migration.json',
+    title: 'shardline / migration',
+    description: 'A pool changing shape (scale out, scale in, drain): the routers\' warm-up reads through to previous owners during the migration window, and the rebalance Job moving keys to their owners.',
+    panels: [
+      { title: 'Migration window left', kind: 'stat', width: 6, unit: 's', description: 'Seconds left of the longest migration window on any router (router.config.migration.windowMs after a reload that changed key ownership); 0: no migration.', targets: [{ expr: 'max(shardline_router_migration_window_seconds)', legend: 'window left' }] },
+      { title: 'Warm-up hits/s', kind: 'stat', width: 6, unit: 'ops', description: 'Reads that missed on the new owner and were found on a previous one (served and back-filled). Falls toward 0 as the new owners fill.', targets: [{ expr: rate('shardline_router_warmup_reads_total', '', '{outcome="hit"}'), legend: 'hits/s' }] },
+      { title: 'Keys moved/s', kind: 'stat', width: 6, unit: 'ops', description: 'Keys the rebalance Job moves to their owners (0 while no Job runs).', targets: [{ expr: zeroWhenAbsent(rate('shardline_rebalance_keys_total', '', '{outcome="moved"}')), legend: 'moved/s' }] },
+      { title: 'Shards pending', kind: 'stat', width: 6, unit: 'short', description: 'Shards the rebalance Job has still to scan (0 while no Job runs: with the Job done, every key is on its owner).', targets: [{ expr: zeroWhenAbsent('sum(shardline_rebalance_shards{state="pending"})'), legend: 'pending' }] },
+      { title: 'Warm-up reads/s by pool', unit: 'ops', description: 'Reads that missed on the new owner during the window: hit (found on a previous owner: the miss a client did not see) or miss (in neither: a real miss).', targets: [{ expr: rate('shardline_router_warmup_reads_total', 'pool, outcome'), legend: '{{pool}} {{outcome}}' }] },
+      { title: 'Back-fills/s by pool', unit: 'ops', description: 'Warm-up hits written into the new owner: stored, older (the new owner had as new or newer: a write won, as it must), failed (the read was still served; the key stays on its previous owner for the rebalance Job).', targets: [{ expr: rate('shardline_router_warmup_backfills_total', 'pool, outcome'), legend: '{{pool}} {{outcome}}' }] },
+      { title: 'Migration window left by pool', unit: 's', description: 'Seconds left of each pool\'s migration window, the longest over the routers. Routers far apart: one reloaded later (see the routers dashboard\'s config generation).', targets: [{ expr: 'max by (pool) (shardline_router_migration_window_seconds)', legend: '{{pool}}' }] },
+      { title: 'Rebalance keys/s by outcome', unit: 'ops', description: 'The rebalance Job: keys scanned, moved, skipped_older (the owner already had as new or newer), removed (the old copy, once moved), failed (a rerun of the Job retries them), and its --rate limit.', targets: [{ expr: zeroWhenAbsent(rate('shardline_rebalance_keys_total', 'outcome')), legend: '{{outcome}}' }, { expr: zeroWhenAbsent('max(shardline_rebalance_rate_limit_keys_per_second)'), legend: 'rate limit' }] },
+      { title: 'Rebalance shards by state', unit: 'short', description: 'Shards the Job has still to scan (pending) and has finished (done).', targets: [{ expr: zeroWhenAbsent('sum by (state) (shardline_rebalance_shards)'), legend: '{{state}}' }] },
+      { title: 'Items per shard', unit: 'short', description: 'Live entries per shard process: a new shard fills, a draining shard empties to 0 (then it can be removed).', targets: [{ expr: 'sum by (shard) (shardline_shard_items)', legend: '{{shard}}' }] },
+      { title: 'Hit ratio during the move', unit: 'percentunit', description: 'Reads that found a live key at the shards: with warm-up it stays near its steady value through a resize.', targets: [{ expr: hitRatio(), legend: 'hit ratio' }] },
+      { title: 'Latency p99 during the move', unit: 's', description: 'Router request latency p99: the rebalance Job\'s --rate is too high if it climbs while the Job runs.', targets: [{ expr: quantile(0.99, 'shardline_router_request_duration_seconds', 'le'), legend: 'p99' }] },
     ],
   },
 ]

@@ -14,6 +14,8 @@ const CHART_NAME = 'shardline'
 type Values = Record<string, unknown>
 interface PoolValues {
   shards: number
+  drainingShards?: number
+  standbyShards?: number
   replicasPerShard: number
   hotKeys?: Values
 }
@@ -59,13 +61,17 @@ export function renderRouterConfig(values: Values, options: { release: string; n
       if (name.length > 52) throw new Error(`shard StatefulSet name ${name} is longer than 52 characters: shorten the release name, fullnameOverride or the pool's name`)
       return name
     }
+    const draining = pool.drainingShards ?? 0
+    const standby = pool.standbyShards ?? 0
+    const listed = pool.shards - standby
+    if (draining + standby >= pool.shards) throw new Error(`pools.${poolName}.drainingShards (${draining}) + standbyShards (${standby}) must be less than pools.${poolName}.shards (${pool.shards}): a pool needs at least one shard that owns keys`)
     pools[poolName] = {
-      shards: Array.from({ length: pool.shards }, (_, index) => {
+      shards: Array.from({ length: listed }, (_, index) => {
         const destinations = Array.from({ length: 1 + pool.replicasPerShard }, (_, ordinal) => {
           const host = `${setName(index)}-${ordinal}.${fullname}-shards.${options.namespace}.svc.${values.clusterDomain}`
           return { address: `${host}:${shard.port}`, admin: `${host}:${shard.adminPort}` }
         })
-        return { name: `s${index}`, primary: destinations[0], replicas: destinations.slice(1) }
+        return { name: `s${index}`, primary: destinations[0], replicas: destinations.slice(1), ...(index >= listed - draining ? { draining: true } : {}) }
       }),
       ...(pool.hotKeys ? { hotKeys: structuredClone(pool.hotKeys) } : {}),
     }

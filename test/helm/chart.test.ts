@@ -48,6 +48,15 @@ t.test('the schema refuses values that would render a broken release', async (t)
   refused({ router: { confg: {} } }, 'a misspelt router setting')
   refused({ shard: { antiAffinity: 'strict' } }, 'an unknown anti-affinity')
   refused({ router: { config: { health: { maxKnockedOutFraction: 2 } } } }, 'a router setting the router would refuse')
+  refused({ pools: { main: { drainingShards: -1 } } }, 'a negative drainingShards')
+  refused({ pools: { main: { drainingShards: '1' } } }, 'a drainingShards that is not an integer')
+  refused({ pools: { main: { standbyShards: -1 } } }, 'a negative standbyShards')
+  refused({ router: { config: { migration: { windowMs: 604_800_001 } } } }, 'a migration window past 7 days')
+  refused({ router: { config: { migration: { window: 1000 } } } }, 'a misspelt migration setting')
+  refused({ rebalance: { rateKeysPerSecond: -1 } }, 'a negative rebalance rate')
+  refused({ rebalance: { startDelaySeconds: 1.5 } }, 'a fractional start delay')
+  refused({ rebalance: { enable: true } }, 'a misspelt rebalance setting')
+  t.ok(validate(mergeValues(values, { pools: { main: { shards: 5, drainingShards: 1, standbyShards: 1 } }, rebalance: { enabled: true, rateKeysPerSecond: 0 }, router: { config: { migration: { windowMs: 0 } } } })), JSON.stringify(validate.errors))
   t.ok(validate(mergeValues(values, { pools: { main: null, hot: { shards: 2, replicasPerShard: 1, maxMemoryMiB: 64, hotKeys: { copies: 4 } } }, defaultPool: 'hot', routes: [{ prefix: 'h:', pool: 'hot' }] })), JSON.stringify(validate.errors))
 })
 
@@ -69,7 +78,7 @@ t.test('every value is used by a template and described in the chart README', as
   // Pools are a map of names: values.yaml's `main` stands for any <name>.
   const paths = leafPaths(values).map((path) => path.replace(/^pools\.main\./, 'pools.<name>.'))
   // Free-form maps passed through whole are described as one value.
-  const wholeMaps = ['router.resources', 'podSecurityContext', 'securityContext', 'dashboards.labels']
+  const wholeMaps = ['router.resources', 'rebalance.resources', 'podSecurityContext', 'securityContext', 'dashboards.labels']
   for (const path of new Set(paths.map((path) => wholeMaps.find((map) => path.startsWith(`${map}.`)) ?? path))) {
     t.ok(readme.includes(`\`${path}\``), `README describes ${path}`)
     const last = path.split('.').slice(path.startsWith('router.config.') ? 2 : -1).join('.')

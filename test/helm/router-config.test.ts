@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { stringify } from 'yaml'
 import { parseRouterConfig } from '../../router/config.ts'
+import { owningShards } from '../../router/pool-layout.ts'
 import { chartFullname, loadChartValues, mergeValues, renderRouterConfig } from '../../scripts/render-router-config.ts'
 import { run, startRouterProcess } from '../helpers/processes.ts'
 
@@ -26,6 +27,29 @@ t.test('the default values render a config the router accepts: 3 shards x 3 copi
   t.equal(parsed.hashing.pointsPerShard, 8000)
   t.equal(parsed.connections.maxQueue, 8192)
   t.equal(parsed.workers, 1)
+  t.same(parsed.migration, { windowMs: 1_800_000 }, 'the migration window: 30 min, from values.yaml')
+  t.same(owningShards(parsed.pools.main), ['s0', 's1', 's2'], 'no shard drains by default')
+})
+
+t.test('drainingShards: the last K shards are draining, own no keys, and stay in the pool', async (t) => {
+  const values = mergeValues(loadChartValues(), { pools: { main: { shards: 4, drainingShards: 1 } }, router: { config: { migration: { windowMs: 0 } } } })
+  const parsed = parseRouterConfig(stringify(renderRouterConfig(values, release)), 'router.yaml')
+  t.same(parsed.pools.main.shards.map((shard) => [shard.name, shard.draining]), [['s0', false], ['s1', false], ['s2', false], ['s3', true]])
+  t.same(owningShards(parsed.pools.main), ['s0', 's1', 's2'], 'the ring is over the shards that do not drain')
+  t.equal(parsed.migration.windowMs, 0, 'router.config.migration passes through')
+  for (const [shards, drainingShards, standbyShards] of [[4, 4, 0], [1, 2, 0], [4, 2, 2]]) {
+    t.throws(() => renderRouterConfig(mergeValues(loadChartValues(), { pools: { main: { shards, drainingShards, standbyShards } } }), release), new RegExp(`pools\\.main\\.drainingShards \\(${drainingShards}\\) \\+ standbyShards \\(${standbyShards}\\) must be less than pools\\.main\\.shards \\(${shards}\\)`))
+  }
+})
+
+t.test('standbyShards: the last K shards are left out of the config; the ones before them may drain', async (t) => {
+  const render = (pool: Record<string, number>) => parseRouterConfig(stringify(renderRouterConfig(mergeValues(loadChartValues(), { pools: { main: pool } }), release)), 'router.yaml')
+  // Scale out, step 1: s3 runs but the routers' config is the 3-shard one.
+  t.same(render({ shards: 4, standbyShards: 1 }), render({ shards: 3 }))
+  // Scale in, step 2: drained s3 leaves the config while it still runs.
+  const parsed = render({ shards: 5, drainingShards: 1, standbyShards: 1 })
+  t.same(parsed.pools.main.shards.map((shard) => [shard.name, shard.draining]), [['s0', false], ['s1', false], ['s2', false], ['s3', true]])
+  t.same(owningShards(parsed.pools.main), ['s0', 's1', 's2'])
 })
 
 t.test('pools, routes, hot keys, limits and extraConfig from values reach the config', async (t) => {
@@ -68,6 +92,10 @@ t.test('the script prints the config, with listen addresses overridden', async (
   const bad = await run(process.execPath, [SCRIPT, '--release', 'a-very-long-release-name-for-a-cache-cluster'])
   t.equal(bad.code, 2)
   t.match(bad.stderr, /longer than 52 characters/)
+  writeFileSync(override, 'pools:\n  main:\n    shards: 2\n    drainingShards: 2\n')
+  const draining = await run(process.execPath, [SCRIPT, '-f', override])
+  t.equal(draining.code, 2)
+  t.match(draining.stderr, /pools\.main\.drainingShards \(2\) \+ standbyShards \(0\) must be less than pools\.main\.shards \(2\): a pool needs at least one shard that owns keys/)
 })
 
 t.test('a real router process loads the rendered default config and shows its route tree', async (t) => {

@@ -1,10 +1,13 @@
-// `shardline plan` (cli/plan-command.ts over common/capacity.ts): the seed's worked example, the
-// storage-vs-throughput decision, pod memory against the shard's heap sizing, flags and their errors.
+// `shardline plan` (cli/plan-command.ts over common/capacity.ts and common/resize-plan.ts): the seed's
+// worked example, the storage-vs-throughput decision, pod memory against the shard's heap sizing, the
+// share of keys a resize moves on the real ring, flags and their errors.
 import t from 'tap'
 import { parse } from 'yaml'
 import { heapLimitMb } from '../../cli/shard-command.ts'
-import { explainPlan, runPlanCommand } from '../../cli/plan-command.ts'
+import { explainPlan, explainResize, runPlanCommand } from '../../cli/plan-command.ts'
 import { GiB, MiB, TiB, formatSize, parseCount, parseSize, planCapacity, shardMemoryLimitMiB, shardMemoryRequestMiB, type PlanInput } from '../../common/capacity.ts'
+import { planResize, poolShardNames } from '../../common/resize-plan.ts'
+import { HashRing } from '../../common/ring.ts'
 import { ConfigError } from '../../common/validate.ts'
 
 const seed: PlanInput = {
@@ -144,4 +147,75 @@ t.test('shardline plan --help, and bad flags are configuration errors', async (t
   await t.rejects(plan(['--pool', 'Main']), /--pool: "Main" must be lowercase/)
   await t.rejects(plan(['--usable-memory', '64gb']), /usable memory cannot exceed node memory/)
   await t.rejects(plan(['--nodes', '3']), /Unknown option/)
+})
+
+t.test('a resize from 3 to 4 shards moves about a quarter of the keys, all to s3, measured on the real ring', async (t) => {
+  const plan = planResize({ from: 3, to: 4 })
+  t.equal(plan.pointsPerShard, 8000, 'the router\'s default points per shard')
+  // 200,000 sampled keys: the sampled share is within 4 standard errors (0.4 points) of the exact one.
+  t.ok(Math.abs(plan.movedShare - plan.exactMovedShare) < 4 * Math.sqrt(0.25 * 0.75 / plan.sampleKeys), `sampled ${plan.movedShare} vs exact ${plan.exactMovedShare}`)
+  t.ok(Math.abs(plan.exactMovedShare - 1 / 4) < 0.01, `about 1/4 moves: ${plan.exactMovedShare}`)
+  t.equal(plan.movedBetweenStaying, 0, 'no key moves between s0..s2')
+  t.same(plan.shards.map((shard) => shard.name), ['s0', 's1', 's2', 's3'])
+  t.equal(plan.shards[3].before, null, 's3 is new')
+  t.equal(plan.shards[3].after, plan.exactMovedShare, 'what moves is what s3 owns after')
+  // The shares are the rings' exact ones, each summing to 1.
+  const ring = new HashRing(poolShardNames(4))
+  t.same(plan.shards.map((shard) => shard.after), ['s0', 's1', 's2', 's3'].map((name) => ring.shares().get(name)))
+  t.ok(Math.abs(plan.shards.reduce((sum, shard) => sum + (shard.before ?? 0), 0) - 1) < 1e-9)
+  // Every staying shard gives up part of its keys; none gains.
+  for (const shard of plan.shards.slice(0, 3)) t.ok(shard.after! < shard.before!, `${shard.name} shrinks`)
+})
+
+t.test('scaling in is the mirror of scaling out: the removed shards\' keys move, and only they', async (t) => {
+  const out = planResize({ from: 3, to: 4 })
+  const back = planResize({ from: 4, to: 3 })
+  t.equal(back.movedShare, out.movedShare, 'the same sampled keys move, the other way')
+  t.equal(back.exactMovedShare, back.shards[3].before, 'what moves is what s3 owned')
+  t.equal(back.movedBetweenStaying, 0)
+  const two = planResize({ from: 10, to: 8, pointsPerShard: 160 })
+  t.equal(two.exactMovedShare, two.shards[8].before! + two.shards[9].before!, 'two removed shards: their shares together')
+  t.equal(two.movedBetweenStaying, 0)
+  t.ok(Math.abs(two.movedShare - two.exactMovedShare) < 0.005)
+  t.throws(() => planResize({ from: 3, to: 3 }), /keeps its size/)
+  t.throws(() => planResize({ from: 0, to: 3 }), /shards must be a whole number from 1 to 1000, got 0/)
+  t.throws(() => planResize({ from: 3, to: 4, pointsPerShard: 100_001 }), /points per shard must be a whole number from 1 to 100000/)
+})
+
+t.test('shardline plan --from 3 --to 4 prints the share that moves, the per-shard table and the ideal 1/N', async (t) => {
+  const text = await plan(['--from', '3', '--to', '4'])
+  const expected = planResize({ from: 3, to: 4 })
+  t.equal(text, explainResize(expected))
+  const percent = (share: number) => `${(share * 100).toFixed(2)}%`
+  t.match(text, /^shardline plan --from 3 --to 4: scale out, s0\.\.s2 -> s0\.\.s3, 8000 ring points per shard\n/)
+  t.match(text, `keys whose owner changes: ${percent(expected.movedShare)} of 200,000 sampled keys (the ring's exact share: ${percent(expected.exactMovedShare)}; ideal 1/4 = 25.00%)`)
+  t.match(text, /they move to s3; sampled keys moving between shards that stay: 0\n/)
+  const table = text.slice(text.indexOf('  shard')).trimEnd().split('\n').map((line) => line.trim().split(/\s+/))
+  t.same(table[0], ['shard', 'before', 'after', 'change', '(points)'])
+  t.same(table.slice(1, 5).map((row) => row[0]), ['s0', 's1', 's2', 's3'])
+  t.same(table[4].slice(1, 3), ['-', percent(expected.shards[3].after!)])
+  t.same(table[5], ['ideal', '33.33%', '25.00%'])
+  t.notMatch(text, /keys in the pool/, 'no key count without --pool-keys')
+})
+
+t.test('shardline plan --from 4 --to 3 --pool-keys: scale in names the drain and counts the keys that move', async (t) => {
+  const text = await plan(['--from', '4', '--to', '3', '--pool-keys', '1000000', '--points', '2000'])
+  const expected = planResize({ from: 4, to: 3, pointsPerShard: 2000 })
+  t.match(text, /scale in, s0\.\.s3 -> s0\.\.s2, 2000 ring points per shard/)
+  t.match(text, /they leave s3 \(drain: pools\.<name>\.drainingShards=1\); sampled keys moving between shards that stay: 0/)
+  t.match(text, `of 1,000,000 keys in the pool, about ${Math.round(1_000_000 * expected.exactMovedShare).toLocaleString('en-US')} move`)
+  t.match(text, /ideal +25\.00% +33\.33%/)
+})
+
+t.test('shardline plan: resize flags and sizing flags do not mix; resize flags are checked', async (t) => {
+  await t.rejects(plan(['--from', '3', '--to', '4', '--data', '1tb']), /--data size a deployment and --from, --to plan a resize: use one or the other/)
+  await t.rejects(plan(['--pool-keys', '5', '--values-only']), /--values-only size a deployment and --pool-keys plan a resize/)
+  await t.rejects(plan(['--from', '3']), /--from and --to go together/)
+  await t.rejects(plan(['--points', '160']), /--from and --to go together/)
+  await t.rejects(plan(['--from', '3', '--to', 'four']), /--to: "four" must be a whole number/)
+  await t.rejects(plan(['--from', '3', '--to', '3']), /plan --from 3 --to 3: the pool keeps its size/)
+  await t.rejects(plan(['--from', '3', '--to', '1001']), /shards must be a whole number from 1 to 1000, got 1001/)
+  await t.rejects(plan(['--from', '3', '--to', '4', '--points', '0']), /points per shard must be a whole number/)
+  t.ok((await plan(['--from', '3']).catch((error: unknown) => error)) instanceof ConfigError, 'a ConfigError: the CLI exits 2')
+  t.match(await plan(['--help']), /--from <n> --to <n>/)
 })

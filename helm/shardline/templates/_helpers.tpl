@@ -76,21 +76,33 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end -}}
 
 {{- /*
-The router's config: every pool's shards with their primary (ordinal 0) and replicas (1..) and its
-hot-key settings, the routes, listen addresses, workers, then router.config and router.extraConfig merged over it.
+The router's config: every pool's shards but the last standbyShards (running, not yet or no longer
+known to the routers), each with its primary (ordinal 0) and replicas (1..), the last drainingShards
+of them marked draining, and the pool's hot-key settings; the routes, listen addresses, workers, then
+router.config and router.extraConfig merged over it.
 */ -}}
 {{- define "shardline.routerConfig" -}}
 {{- $root := . -}}
 {{- $pools := dict -}}
 {{- range $poolName, $pool := .Values.pools -}}
+{{- $draining := int (default 0 $pool.drainingShards) -}}
+{{- $standby := int (default 0 $pool.standbyShards) -}}
+{{- $listed := sub (int $pool.shards) $standby -}}
+{{- if ge (add $draining $standby) (int $pool.shards) -}}
+{{- fail (printf "pools.%s.drainingShards (%d) + standbyShards (%d) must be less than pools.%s.shards (%d): a pool needs at least one shard that owns keys" $poolName $draining $standby $poolName (int $pool.shards)) -}}
+{{- end -}}
 {{- $shards := list -}}
-{{- range $i := until (int $pool.shards) -}}
+{{- range $i := until (int $listed) -}}
 {{- $destinations := list -}}
 {{- range $ordinal := until (int (add 1 $pool.replicasPerShard)) -}}
 {{- $host := include "shardline.shardHost" (dict "root" $root "pool" $poolName "index" $i "ordinal" $ordinal) -}}
 {{- $destinations = append $destinations (dict "address" (printf "%s:%d" $host (int $root.Values.shard.port)) "admin" (printf "%s:%d" $host (int $root.Values.shard.adminPort))) -}}
 {{- end -}}
-{{- $shards = append $shards (dict "name" (printf "s%d" $i) "primary" (first $destinations) "replicas" (rest $destinations)) -}}
+{{- $shard := dict "name" (printf "s%d" $i) "primary" (first $destinations) "replicas" (rest $destinations) -}}
+{{- if ge $i (sub $listed $draining) -}}
+{{- $_ := set $shard "draining" true -}}
+{{- end -}}
+{{- $shards = append $shards $shard -}}
 {{- end -}}
 {{- $poolConfig := dict "shards" $shards -}}
 {{- if hasKey $pool "hotKeys" -}}
