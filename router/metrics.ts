@@ -109,8 +109,8 @@ export class RouterMetrics {
       read: (pool, outcome) => warmUpReads.inc({ pool, outcome }),
       backfill: (pool, outcome) => backfills.inc({ pool, outcome }),
       declarePool: (pool) => {
-        for (const outcome of ['hit', 'miss']) warmUpReads.labels(pool, outcome)
-        for (const outcome of ['stored', 'older', 'failed']) backfills.labels(pool, outcome)
+        for (const outcome of ['hit', 'miss']) warmUpReads.inc({ pool, outcome }, 0)
+        for (const outcome of ['stored', 'older', 'failed']) backfills.inc({ pool, outcome }, 0)
       },
     }
     const windows = () => this.migrationWindows()

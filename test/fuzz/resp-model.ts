@@ -234,7 +234,8 @@ interface Version {
 type Ttl = { kind: 'none' } | { kind: 'long' | 'short'; ms: number; since: number }
 
 type Entry =
-  | { kind: 'value'; bytes: Buffer; flags: number; ttl: Ttl; version: Version }
+  /** counter: increments made it (SL.GETV marks it); any other write, EXPIRE included, makes a plain value. */
+  | { kind: 'value'; bytes: Buffer; flags: number; ttl: Ttl; version: Version; counter?: true }
   /** A delete remembered with its version (for a minute, longer than a run), so older writes stay out. */
   | { kind: 'tombstone'; version: Version }
 
@@ -450,7 +451,8 @@ function commandOutcomes(world: World, command: Command, context: StepContext): 
       if (!command.key.valid) return refused(ANY_ERROR)
       const entry = live(world, command.key)
       if (entry === undefined) return [outcome(NIL, world)]
-      return [outcome({ kind: 'array', items: [bulk(entry.bytes), integerIn(entry.version.lo, entry.version.hi), integer(entry.flags), pttl(entry, context)] }, world)]
+      const items = [bulk(entry.bytes), integerIn(entry.version.lo, entry.version.hi), integer(entry.flags), pttl(entry, context)]
+      return [outcome({ kind: 'array', items: entry.counter ? [...items, integer(1)] : items }, world)]
     }
     case 'SET': {
       const { condition, expiry, junk } = command.options
@@ -507,7 +509,7 @@ function commandOutcomes(world: World, command: Command, context: StepContext): 
         // A counter keeps the version of what it grew from (its epoch: see shard/counter-entry.ts),
         // a delete's or 1 for nothing, so that copies taking increments elsewhere merge with it.
         const epoch = world.get(keyOf(command.key))?.version ?? { lo: 1n, hi: 1n }
-        const entry: Entry = { kind: 'value', bytes: Buffer.from(String(total)), flags: current?.flags ?? 0, ttl: current?.ttl ?? { kind: 'none' }, version: epoch }
+        const entry: Entry = { kind: 'value', bytes: Buffer.from(String(total)), flags: current?.flags ?? 0, ttl: current?.ttl ?? { kind: 'none' }, version: epoch, counter: true }
         return [outcome(integer(total), withEntry(world, command.key, entry))]
       }
       const amounts = 'amount' in command ? integerReadings(command.amount) : [1n]
@@ -531,7 +533,7 @@ function commandOutcomes(world: World, command: Command, context: StepContext): 
         const current = live(world, command.key)
         if (current === undefined) return [outcome(integer(0), world), ...alsoRefused]
         if (ms <= 0n) return [outcome(integer(1), withEntry(world, command.key, { kind: 'tombstone', version: clockVersion })), ...alsoRefused]
-        return [outcome(integer(1), withEntry(world, command.key, { ...current, ttl: ttlOf(ms, context.sentAt), version: clockVersion }))]
+        return [outcome(integer(1), withEntry(world, command.key, { kind: 'value', bytes: current.bytes, flags: current.flags, ttl: ttlOf(ms, context.sentAt), version: clockVersion }))]
       })
     }
     case 'SL.SETV': {
