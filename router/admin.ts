@@ -1,14 +1,14 @@
 // The router's admin HTTP server: /metrics, /healthz, /readyz, /admin/config (the route tree),
-// /admin/route/:key, /admin/hotkeys, /admin/shards, and /admin/shards/:name/* forwarded to that shard's admin.
+// /admin/topology (for direct-mode clients), /admin/route/:key, /admin/hotkeys, /admin/shards, and /admin/shards/:name/* forwarded to that shard's admin.
 import proxy from '@fastify/http-proxy'
 import type { ShedReason } from '../common/connection-limiter.ts'
 import { HttpError } from '../common/http-errors.ts'
 import { createHttpServer, type ConnectionSettings } from '../common/http-server.ts'
 import { keyFromPath } from '../common/key-api.ts'
 import type { Logger } from '../common/logger.ts'
-import { formatEndpoint } from './config.ts'
+import { formatEndpoint, type DestinationConfig, type RouterConfig } from './config.ts'
 import type { RouterMetrics } from './metrics.ts'
-import type { RouteTree } from './route-tree.ts'
+import type { PoolLayout, RouteTree } from './route-tree.ts'
 import type { ShardDestination } from './shard-destination.ts'
 
 export interface RouterAdminOptions {
@@ -48,6 +48,10 @@ export async function createRouterAdmin(options: RouterAdminOptions) {
   app.get('/admin/config', async () => {
     const tree = options.tree()
     return { file: tree.config.file, ...options.reloads(), tree: tree.describe() }
+  })
+  app.get('/admin/topology', async () => {
+    const tree = options.tree()
+    return { generation: options.reloads().generation, config: topologyConfig(tree.config), migrations: openMigrations(tree.layouts) }
   })
   app.get<{ Params: { key: string } }>('/admin/route/:key', async (request) => {
     const key = keyFromPath(request.params.key, options.tree().config.limits.maxKeyBytes)
@@ -91,6 +95,52 @@ export async function createRouterAdmin(options: RouterAdminOptions) {
     })
   })
   return app
+}
+
+/**
+ * The part of the config a direct-mode client (client/topology.ts) builds the same route tree from,
+ * in the config file's own format, so the client validates it with the router's own parser:
+ *
+ *   { "generation": 3,          // the router's config generation (1 = the config it started with)
+ *     "config": {
+ *       "pools": { "<pool>": { "hotKeys": {…}, "shards": [{ "name": "s0", "primary": "host:port",
+ *                                                           "replicas": ["host:port"], "draining": false }] } },
+ *       "routes": [{ "prefix": "…", "pool": "<pool>" }], "defaultPool": "<pool>",
+ *       "hashing": {…}, "migration": {…}, "health": {…}, "connections": {…}, "limits": {…} },
+ *     "migrations": { "<pool>": { "msLeft": 1200000,   // the pools with a migration window open
+ *                                 "previousRings": [{ "shards": ["s0", "s1"], "pointsPerShard": 8000 }] } } }
+ *
+ * Field by field, so that what a config gains later (listen addresses, shard admin addresses,
+ * credentials) stays out until it is added here. Shard addresses are their RESP ports. The limits
+ * go whole: a client applies maxKeyBytes and maxValueBytes, and the others are checked against them.
+ */
+export function topologyConfig(config: RouterConfig) {
+  const address = (destination: DestinationConfig) => formatEndpoint(destination.address)
+  return {
+    pools: Object.fromEntries(Object.entries(config.pools).map(([name, pool]) => [name, {
+      hotKeys: pool.hotKeys,
+      shards: pool.shards.map((shard) => ({ name: shard.name, primary: address(shard.primary), replicas: shard.replicas.map(address), draining: shard.draining })),
+    }])),
+    routes: config.routes,
+    defaultPool: config.defaultPool,
+    hashing: config.hashing,
+    migration: config.migration,
+    health: config.health,
+    connections: config.connections,
+    limits: config.limits,
+  }
+}
+
+/**
+ * Each pool's open migration window: the rings its keys hashed onto before (newest first) and the
+ * milliseconds left, so that a client that starts during a window reads through as the router does.
+ */
+export function openMigrations(layouts: ReadonlyMap<string, PoolLayout>, now = Date.now()) {
+  const open = [...layouts].filter(([, { migration }]) => migration.rings.length > 0 && migration.deadline > now)
+  return Object.fromEntries(open.map(([pool, { migration }]) => [pool, {
+    msLeft: migration.deadline - now,
+    previousRings: migration.rings.map((ring) => ({ shards: ring.nodes, pointsPerShard: ring.pointsPerNode })),
+  }]))
 }
 
 /** How long /admin/shards waits for a shard's /stats before saying it could not tell. */

@@ -124,7 +124,9 @@ export function createFront(options: FrontOptions) {
               type: 'object',
               required: ['op', 'key'],
               additionalProperties: false,
-              properties: { op: { enum: ['get', 'set', 'delete'] }, key: { type: 'string' }, value: {}, ttl: ttlSchema },
+              // encoding "base64": a set's value is raw bytes as base64 (stored as they are, like an
+              // octet-stream POST), the form a batch read answers bytes that are not UTF-8 in.
+              properties: { op: { enum: ['get', 'set', 'delete'] }, key: { type: 'string' }, value: {}, ttl: ttlSchema, encoding: { const: 'base64' } },
             },
           },
         },
@@ -168,11 +170,11 @@ export function createFront(options: FrontOptions) {
   function toOp(item: BatchItem, limits: RouterConfig['limits']): Op {
     const key = keyFromPath(item.key, limits.maxKeyBytes)
     if (item.op === 'get' || item.op === 'delete') {
-      if (item.value !== undefined || item.ttl !== undefined) throw new HttpError(400, 'invalid_request', `${item.op} takes no value or ttl`)
+      if (item.value !== undefined || item.ttl !== undefined || item.encoding !== undefined) throw new HttpError(400, 'invalid_request', `${item.op} takes no value, ttl or encoding`)
       return item.op === 'get' ? { kind: 'get', key } : { kind: 'delete', key, version: clock.next() }
     }
     if (!('value' in item)) throw new HttpError(400, 'invalid_request', 'set needs a value')
-    const encoded = encodeJsonValue(item.value)
+    const encoded = item.encoding === 'base64' ? { bytes: base64Bytes(item.value), flags: 0 } : encodeJsonValue(item.value)
     if (encoded.bytes.length > limits.maxValueBytes) throw new HttpError(413, 'too_large', `value is ${encoded.bytes.length} bytes, the limit is ${limits.maxValueBytes}`)
     return { kind: 'set', key, value: encoded.bytes, flags: encoded.flags, ttlMs: ttlToMs(item.ttl), version: clock.next() }
   }
@@ -280,6 +282,14 @@ interface BatchItem {
   key: string
   value?: unknown
   ttl?: number
+  encoding?: 'base64'
+}
+
+/** A batch value's bytes from canonical base64 (padded, nothing else in it): Buffer.from would skip any stray character. */
+function base64Bytes(value: unknown): Buffer {
+  const bytes = typeof value === 'string' ? Buffer.from(value, 'base64') : null
+  if (bytes === null || bytes.toString('base64') !== value) throw new HttpError(400, 'invalid_request', 'a value with encoding "base64" must be a base64 string')
+  return bytes
 }
 
 const NOT_FOUND_PART = Buffer.from(NOT_FOUND)

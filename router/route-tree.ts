@@ -21,6 +21,9 @@ export interface PoolLayout {
   migration: Migration
 }
 
+/** What a new tree takes from the one before it: its config and its pools' layouts. */
+export type PreviousLayouts = Pick<RouteTree, 'config' | 'layouts'>
+
 export class RouteTree {
   readonly config: RouterConfig
   readonly generation: number
@@ -33,8 +36,11 @@ export class RouteTree {
   private active = 0
   private drained: (() => void) | null = null
 
-  /** previous: the tree this one replaces on a reload, whose layouts open or carry migration windows. */
-  constructor(config: RouterConfig, generation: number, log: Logger, onKnockout: (destination: ShardDestination) => void, metrics: { hotKeys: HotKeyMetrics; warmUp: WarmUpMetrics }, previous?: RouteTree) {
+  /**
+   * previous: the tree this one replaces on a reload, whose layouts open or carry migration windows
+   * (or, for a direct-mode client's first tree, the windows its router has open).
+   */
+  constructor(config: RouterConfig, generation: number, log: Logger, onKnockout: (destination: ShardDestination) => void, metrics: { hotKeys: HotKeyMetrics; warmUp: WarmUpMetrics }, previous?: PreviousLayouts) {
     this.config = config
     this.generation = generation
     const destinations: ShardDestination[] = []
@@ -71,7 +77,7 @@ export class RouteTree {
 
   // The pool's ring (the previous tree's, when the owners are the same), and the warm-up node over it
   // while a migration window is open or shards drain; otherwise the pool route alone.
-  private poolRoute(poolName: string, pool: PoolConfig, shards: Map<string, Route>, log: Logger, metrics: WarmUpMetrics, previous: RouteTree | undefined): PoolRoute {
+  private poolRoute(poolName: string, pool: PoolConfig, shards: Map<string, Route>, log: Logger, metrics: WarmUpMetrics, previous: PreviousLayouts | undefined): PoolRoute {
     const before = previous?.layouts.get(poolName)
     if (previous?.config.pools[poolName]) warnOfRemovedOwners(log, poolName, previous.config.pools[poolName], pool)
     const built = poolRing(pool, this.config.hashing.pointsPerShard)

@@ -173,6 +173,27 @@ t.test('a batch fans out and answers each op in order', async (t) => {
   t.equal(stored.has('ok'), false, 'a refused batch changes nothing')
 })
 
+t.test('a batch set with encoding "base64" stores raw bytes, as an octet-stream POST does; only canonical base64 is taken', async (t) => {
+  const bytes = Buffer.from([0xff, 0x00, 0xfe, 0x80, 0x7b])
+  const response = await post(BATCH_PATH, { ops: [{ op: 'set', key: 'b64', value: bytes.toString('base64'), encoding: 'base64', ttl: 5 }] })
+  t.same(response.json(), { results: [{ stored: true }] })
+  t.match(routed.at(-1), { kind: 'set', key: 'b64', flags: 0, ttlMs: 5000 })
+  t.same((await app.inject({ url: '/b64', headers: { accept: 'application/octet-stream' } })).rawPayload, bytes, 'the exact bytes')
+  t.same((await post(BATCH_PATH, { ops: [{ op: 'get', key: 'b64' }] })).json(), { results: [{ value: bytes.toString('base64'), encoding: 'base64' }] }, 'read back in the same form')
+  const refusals: Array<[string, unknown]> = [
+    ['not base64', { op: 'set', key: 'x', value: 'not base64!', encoding: 'base64' }],
+    ['unpadded', { op: 'set', key: 'x', value: 'AAE', encoding: 'base64' }],
+    ['not a string', { op: 'set', key: 'x', value: 42, encoding: 'base64' }],
+    ['another encoding', { op: 'set', key: 'x', value: 'AAE=', encoding: 'hex' }],
+    ['an encoding on a get', { op: 'get', key: 'x', encoding: 'base64' }],
+  ]
+  for (const [what, op] of refusals) {
+    const refused = await post(BATCH_PATH, { ops: [op] })
+    t.same([refused.statusCode, refused.json().code], [400, 'invalid_request'], what)
+  }
+  t.equal(stored.has('x'), false)
+})
+
 t.test('ttl: a number of seconds > 0 and at most 100 years, in the body, the query and batches', async (t) => {
   const refused = [0, -1, 2 ** 48, 2 ** 53, 1e12, 1e300, 'NaN', '1e400', '10']
   for (const ttl of refused) {
