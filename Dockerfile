@@ -21,6 +21,7 @@ WORKDIR /app
 COPY --from=deps /app/node_modules ./node_modules
 COPY package.json ./
 COPY cli ./cli
+COPY client ./client
 COPY common ./common
 COPY rebalance ./rebalance
 COPY router ./router

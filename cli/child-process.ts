@@ -2,11 +2,13 @@
 // lines prefixed by its name, a wait for its ready line, and a restart with backoff when it dies.
 import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
+import { extname } from 'node:path'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import type { Logger } from '../common/logger.ts'
 
-const CLI = fileURLToPath(new URL('./shardline.ts', import.meta.url))
+// This file's own extension: .ts where the sources run, .js in the compiled package (dist/).
+const CLI = fileURLToPath(new URL(`./shardline${extname(import.meta.url)}`, import.meta.url))
 
 /** The first restart waits this long; each further one twice as long, up to RESTART_MAX_MS. */
 const RESTART_INITIAL_MS = 250
