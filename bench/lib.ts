@@ -467,13 +467,16 @@ export function median(values: number[]): number {
   return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2
 }
 
-/** The code under test: git HEAD plus the files under shard/, common/, cli/ that differ from it. */
+/** The folders whose code a benchmark measures (bench/ and test/ are not the product). */
+const PRODUCT_FOLDERS = ['shard', 'common', 'cli', 'router', 'client', 'rebalance']
+
+/** The code under test: git HEAD plus the files under PRODUCT_FOLDERS that differ from it. */
 export function codeVersion(): string {
   try {
     const git = (...args: string[]) => execFileSync('git', args, { cwd: REPO_ROOT, encoding: 'utf8', timeout: 10_000 })
     const head = git('rev-parse', '--short', 'HEAD').trim()
     // Porcelain lines are "XY path": two status letters and a space before the path.
-    const dirty = git('status', '--porcelain', '--', 'shard', 'common', 'cli').split('\n').filter(Boolean).map((line) => line.slice(3))
+    const dirty = git('status', '--porcelain', '--', ...PRODUCT_FOLDERS).split('\n').filter(Boolean).map((line) => line.slice(3))
     return dirty.length === 0 ? head : `${head} + uncommitted changes in ${dirty.join(', ')}`
   } catch {
     return 'unknown (git unavailable)'
