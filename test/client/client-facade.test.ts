@@ -5,7 +5,7 @@ import type http from 'node:http'
 import { MAX_TTL_SECONDS } from '../../common/limits.ts'
 import { createClient, type ClientOptions, type ShardlineClient } from '../../client/index.ts'
 import { waitFor } from '../helpers/processes.ts'
-import { scriptedRouter, sendJson } from './http-helpers.ts'
+import { scriptedRouter, sendJson } from '../helpers/client-router.ts'
 
 t.test('options: exactly one of url and topology, a router origin, every number within its range, no unknown names', async (t) => {
   const url = 'http://127.0.0.1:1'

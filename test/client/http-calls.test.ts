@@ -3,7 +3,7 @@
 import t from 'tap'
 import { createClient, type CacheValue } from '../../client/index.ts'
 import { run, waitFor } from '../helpers/processes.ts'
-import { requestsByOp, startRouterOverShards } from './http-helpers.ts'
+import { requestsByOp, startRouterOverShards } from '../helpers/client-router.ts'
 
 const CLI = new URL('../../cli/shardline.ts', import.meta.url).pathname
 const { router } = await startRouterOverShards(t, 2)

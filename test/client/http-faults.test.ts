@@ -5,7 +5,7 @@ import t, { type Test } from 'tap'
 import type http from 'node:http'
 import { createClient } from '../../client/index.ts'
 import { startShardProcess, waitFor } from '../helpers/processes.ts'
-import { requestsByOp, scriptedRouter, sendJson, silentServer, startRouterOverPorts, type ScriptedRequest } from './http-helpers.ts'
+import { requestsByOp, scriptedRouter, sendJson, silentServer, startRouterOverPorts, type ScriptedRequest } from '../helpers/client-router.ts'
 
 const UNAVAILABLE = { error: 'shard s0 is unavailable', code: 'shard_unavailable' }
 

@@ -6,7 +6,7 @@ import net from 'node:net'
 import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { startRouterProcess, startShardProcess, type RouterProcess, type ShardProcess, type Teardown } from '../helpers/processes.ts'
+import { startRouterProcess, startShardProcess, type RouterProcess, type ShardProcess, type Teardown } from './processes.ts'
 
 export interface RouterOverShards {
   router: RouterProcess
