@@ -4,6 +4,7 @@ import type { Logger } from '../common/logger.ts'
 import { compileSchema, validateOrThrow } from '../common/validate.ts'
 import { loadRouterConfig, parseRouterConfig, type RouterConfig } from '../router/config.ts'
 import { MAX_PREVIOUS_RINGS } from '../router/migration-window.ts'
+import { checkWholeNumber } from './arguments.ts'
 import { ShardlineError, type TopologySource } from './types.ts'
 
 /** A pool's open migration window as its router has it (router/admin.ts openMigrations). */
@@ -65,10 +66,7 @@ export function checkTopologySource(source: TopologySource): CheckedSource {
   if (typeof given.adminUrl !== 'string' || !URL.canParse(given.adminUrl) || !/^https?:$/.test(new URL(given.adminUrl).protocol)) {
     throw invalid(`adminUrl must be an http(s) URL such as http://router:9090, not ${JSON.stringify(given.adminUrl)}`)
   }
-  const refreshMs = given.refreshMs ?? DEFAULT_REFRESH_MS
-  if (typeof refreshMs !== 'number' || !Number.isInteger(refreshMs) || refreshMs < REFRESH_RANGE_MS.min || refreshMs > REFRESH_RANGE_MS.max) {
-    throw invalid(`refreshMs must be a whole number of milliseconds from ${REFRESH_RANGE_MS.min} to ${REFRESH_RANGE_MS.max}, not ${String(refreshMs)}`)
-  }
+  const refreshMs = checkWholeNumber('topology: refreshMs', given.refreshMs, REFRESH_RANGE_MS.min, REFRESH_RANGE_MS.max, DEFAULT_REFRESH_MS)
   return { adminUrl: given.adminUrl.replace(/\/+$/, ''), refreshMs }
 }
 
