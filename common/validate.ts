@@ -1,5 +1,5 @@
-// JSON Schema validation (ajv) with errors a person can act on: each names the path in the
-// config ("limits.maxKeyBytes: must be >= 1") and, when the source is YAML, the file and line.
+// Config loading: ${ENV} interpolation, and JSON Schema validation (ajv) with errors a person can act on:
+// each names the path in the config ("limits.maxKeyBytes: must be >= 1") and, for YAML, the file and line.
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv'
 import { LineCounter, parseDocument, isMap, isSeq, type Node } from 'yaml'
 
@@ -59,4 +59,13 @@ function describe(error: ErrorObject, where: { file?: string; lineOf?(path: stri
   const line = where.lineOf?.(steps)
   const place = where.file ? `${where.file}${line ? `:${line}` : ''}: ` : ''
   return `${place}${path || '(top level)'}: ${message}`
+}
+
+/** Replaces ${NAME} and ${NAME:-default} with environment variables; an unset one is an error. */
+export function interpolateEnv(text: string, file: string, env: NodeJS.ProcessEnv = process.env): string {
+  return text.split('\n').map((line, index) => line.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g, (_match, name: string, fallback?: string) => {
+    const value = env[name] ?? fallback
+    if (value === undefined) throw new ConfigError(`${file}:${index + 1}: environment variable ${name} is not set`)
+    return value
+  })).join('\n')
 }

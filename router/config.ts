@@ -2,7 +2,9 @@
 // window, health, connections, limits and listen addresses; ${ENV} interpolation; JSON Schema validation with file:line errors.
 import { readFileSync } from 'node:fs'
 import { RESP_REQUEST_OVERHEAD_BYTES } from '../common/limits.ts'
-import { ConfigError, compileSchema, parseYaml, validateOrThrow } from '../common/validate.ts'
+import { secretSourceSchema, type SecretSource } from '../common/secrets.ts'
+import { clientTlsSchema, serverTlsSchema, type ClientTlsFiles, type ServerTlsFiles } from '../common/tls-files.ts'
+import { ConfigError, compileSchema, interpolateEnv, parseYaml, validateOrThrow } from '../common/validate.ts'
 
 export interface Endpoint {
   host: string
@@ -43,6 +45,30 @@ export interface PoolConfig {
   hotKeys: HotKeyConfig
 }
 
+export type Permission = 'read' | 'write' | 'admin'
+
+/** A tenant: who holds its tokens, what it may do, where its keys live. */
+export interface TenantConfig {
+  name: string
+  /** Several at once, so a token can be rotated in before the old one is removed. */
+  tokens: SecretSource[]
+  permissions: Permission[]
+  /** Its keys live under "<namespace>:" on the wire; null only for an admin tenant (it sees every key). */
+  namespace: string | null
+  /** Every key of the tenant goes to this pool; null: the prefix routes decide, as for everyone. */
+  pool: string | null
+  /** A token bucket per router: rate ops/s, burst ops; shadow counts what it would refuse, refusing none. */
+  rateLimit: { rate: number; burst: number; mode: 'enforce' | 'shadow' } | null
+}
+
+/** How the router reaches its shards as an internal peer. */
+export interface ShardAccessConfig {
+  /** The shards' internal credential (AUTH shardline <password>); also the bearer token for their admin HTTP. */
+  password: SecretSource | null
+  /** RESP (and admin HTTP) to shards over TLS, verified against this CA. */
+  tls: ClientTlsFiles | null
+}
+
 export interface RouterConfig {
   /** Where the config came from (shown in errors and /admin/config). */
   file: string
@@ -79,6 +105,13 @@ export interface RouterConfig {
   }
   accessLog: boolean
   workers: number
+  /** Empty: the router is open (anyone who reaches a port may do anything), as the quick start is. */
+  tenants: TenantConfig[]
+  /** With it, the data, admin and RESP ports serve TLS (read at start; the files are reloaded when they change). */
+  tls: ServerTlsFiles | null
+  /** metrics: whether /metrics needs an admin token (open suits a Prometheus that scrapes without one). */
+  admin: { metrics: 'open' | 'token' }
+  shardAccess: ShardAccessConfig
 }
 
 const HOST_PORT = '^[^\\s:]+:\\d{1,5}$'
@@ -227,6 +260,46 @@ const schema = {
     },
     accessLog: { type: 'boolean', default: false },
     workers: { type: 'integer', minimum: 1, maximum: 256, default: 1 },
+    tenants: {
+      type: 'array',
+      default: [],
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['name', 'tokens', 'permissions'],
+        properties: {
+          name: { type: 'string', pattern: '^[A-Za-z0-9_-]{1,64}$', description: 'must be 1-64 letters, digits, _ or -' },
+          tokens: { type: 'array', minItems: 1, maxItems: 16, items: secretSourceSchema },
+          permissions: { type: 'array', minItems: 1, uniqueItems: true, items: { enum: ['read', 'write', 'admin'] } },
+          // The namespace alphabet has no ":", the separator, so no key of one namespace is a key of another.
+          namespace: { type: 'string', pattern: '^[A-Za-z0-9_.-]{1,64}$', description: 'must be 1-64 letters, digits, _, . or -' },
+          pool: { type: 'string' },
+          rateLimit: {
+            type: 'object',
+            additionalProperties: false,
+            required: ['rate'],
+            properties: {
+              rate: { type: 'number', exclusiveMinimum: 0, maximum: 1e9 },
+              burst: { type: 'number', minimum: 1, maximum: 1e9 },
+              mode: { enum: ['enforce', 'shadow'], default: 'enforce' },
+            },
+          },
+        },
+      },
+    },
+    tls: serverTlsSchema,
+    admin: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: { metrics: { enum: ['open', 'token'], default: 'open' } },
+    },
+    shardAccess: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: { password: secretSourceSchema, tls: clientTlsSchema },
+    },
   },
 }
 
@@ -243,18 +316,13 @@ interface RawConfig {
   limits: RouterConfig['limits']
   accessLog: boolean
   workers: number
+  tenants: Array<Omit<TenantConfig, 'namespace' | 'pool' | 'rateLimit'> & { namespace?: string; pool?: string; rateLimit?: { rate: number; burst?: number; mode: 'enforce' | 'shadow' } }>
+  tls?: ServerTlsFiles
+  admin: RouterConfig['admin']
+  shardAccess: { password?: SecretSource; tls?: ClientTlsFiles }
 }
 
 const validate = compileSchema<RawConfig>(schema)
-
-/** Replaces ${NAME} and ${NAME:-default} with environment variables; an unset one is an error. */
-export function interpolateEnv(text: string, file: string, env: NodeJS.ProcessEnv = process.env): string {
-  return text.split('\n').map((line, index) => line.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g, (_match, name: string, fallback?: string) => {
-    const value = env[name] ?? fallback
-    if (value === undefined) throw new ConfigError(`${file}:${index + 1}: environment variable ${name} is not set`)
-    return value
-  })).join('\n')
-}
 
 export function loadRouterConfig(file: string): RouterConfig {
   return parseRouterConfig(readConfigText(file), file)
@@ -295,6 +363,13 @@ export function parseRouterConfig(text: string, file: string): RouterConfig {
   if (raw.limits.maxRespQueryBufferBytes < raw.limits.maxValueBytes + RESP_REQUEST_OVERHEAD_BYTES) {
     at(['limits', 'maxRespQueryBufferBytes'], `must be at least limits.maxValueBytes + 64 KiB (${raw.limits.maxValueBytes + RESP_REQUEST_OVERHEAD_BYTES})`)
   }
+  const tenantNames = new Set<string>()
+  raw.tenants.forEach((tenant, i) => {
+    if (tenantNames.has(tenant.name)) at(['tenants', String(i), 'name'], `duplicate tenant name "${tenant.name}"`)
+    tenantNames.add(tenant.name)
+    if (tenant.namespace === undefined && !tenant.permissions.includes('admin')) at(['tenants', String(i)], `tenant ${tenant.name} needs a namespace (only an admin tenant may work on every key)`)
+    if (tenant.pool !== undefined && !raw.pools[tenant.pool]) at(['tenants', String(i), 'pool'], `names no pool (pools: ${poolNames.join(', ')})`)
+  })
   const seenAddresses = new Map<string, string>()
   const pools: RouterConfig['pools'] = {}
   for (const [poolName, pool] of Object.entries(raw.pools)) {
@@ -338,6 +413,18 @@ export function parseRouterConfig(text: string, file: string): RouterConfig {
     limits: raw.limits,
     accessLog: raw.accessLog,
     workers: raw.workers,
+    tenants: raw.tenants.map((tenant) => ({
+      name: tenant.name,
+      tokens: tenant.tokens,
+      permissions: tenant.permissions,
+      namespace: tenant.namespace ?? null,
+      pool: tenant.pool ?? null,
+      // A burst defaults to one second's worth.
+      rateLimit: tenant.rateLimit ? { rate: tenant.rateLimit.rate, burst: tenant.rateLimit.burst ?? Math.max(1, tenant.rateLimit.rate), mode: tenant.rateLimit.mode } : null,
+    })),
+    tls: raw.tls ?? null,
+    admin: raw.admin,
+    shardAccess: { password: raw.shardAccess.password ?? null, tls: raw.shardAccess.tls ?? null },
   }
 }
 

@@ -1,6 +1,7 @@
 // The router's Prometheus metrics: requests and latency by op and status, connection-pool saturation and
 // health per destination, knock-outs, config reloads, client connections held and shed, response bytes,
-// hot keys, and the warm-up route's read-throughs, back-fills and migration windows.
+// hot keys, the warm-up route's read-throughs, back-fills and migration windows, and security: auth
+// failures, requests and rate-limited requests by tenant, TLS handshake failures.
 import type { Server } from 'node:net'
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
 import { LATENCY_BUCKETS_SECONDS, mirroredCounter } from '../common/metric-helpers.ts'
@@ -30,6 +31,14 @@ export class RouterMetrics {
   readonly knockouts: Counter<'pool' | 'shard' | 'role'>
   readonly reloads: Counter<'outcome'>
   readonly connectionsShed: Counter<'port' | 'reason'>
+  /** reason: missing_token, bad_token or forbidden (a permission the tenant lacks). */
+  readonly authFailures: Counter<'reason'>
+  /** Requests let in, by tenant (a batch counts once). */
+  readonly tenantRequests: Counter<'tenant'>
+  /** mode enforce: refused with 429; shadow: would have been. */
+  readonly rateLimited: Counter<'tenant' | 'mode'>
+  /** port: data, admin or resp. */
+  readonly tlsHandshakeFailures: Counter<'port'>
   /** Read at scrape time, once the servers that know them exist. */
   private readonly servers = new Map<string, Server>()
   private responseBytesHeld: () => number = () => 0
@@ -66,6 +75,10 @@ export class RouterMetrics {
     this.knockouts = new Counter({ name: 'shardline_router_knockouts_total', help: 'Destinations knocked out by health checks or failed connections.', labelNames: ['pool', 'shard', 'role'], registers })
     this.reloads = new Counter({ name: 'shardline_router_config_reloads_total', help: 'Config reloads, by outcome (success or failure).', labelNames: ['outcome'], registers })
     this.connectionsShed = new Counter({ name: 'shardline_router_connections_shed_total', help: 'Client connections closed by the connection cap, by port and reason: idle (closed to admit a new one) or refused (every connection was busy).', labelNames: ['port', 'reason'], registers })
+    this.authFailures = new Counter({ name: 'shardline_router_auth_failures_total', help: 'Requests refused for their credentials, by reason: missing_token, bad_token (401), forbidden (403).', labelNames: ['reason'], registers })
+    this.tenantRequests = new Counter({ name: 'shardline_router_tenant_requests_total', help: 'Requests authenticated, by tenant (HTTP requests and RESP commands; a batch counts once).', labelNames: ['tenant'], registers })
+    this.rateLimited = new Counter({ name: 'shardline_router_rate_limited_total', help: 'Requests past their tenant\'s rate limit, by tenant and mode: enforce (refused with 429) or shadow (counted, let through).', labelNames: ['tenant', 'mode'], registers })
+    this.tlsHandshakeFailures = new Counter({ name: 'shardline_router_tls_handshake_failures_total', help: 'TLS handshakes that failed on a client port (data, admin or resp).', labelNames: ['port'], registers })
     const servers = this.servers
     new Gauge({
       name: 'shardline_router_connections',

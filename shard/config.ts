@@ -4,7 +4,9 @@ import { readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
 import { RESP_REQUEST_OVERHEAD_BYTES } from '../common/limits.ts'
 import { parseByteSize } from '../common/byte-size.ts'
-import { ConfigError, compileSchema, parseYaml, validateOrThrow } from '../common/validate.ts'
+import { ConfigError, compileSchema, interpolateEnv, parseYaml, validateOrThrow } from '../common/validate.ts'
+import { secretSourceSchema, type SecretSource } from '../common/secrets.ts'
+import { clientTlsSchema, serverTlsSchema, type ClientTlsFiles, type ServerTlsFiles } from '../common/tls-files.ts'
 import { DEFAULT_MAX_VERSION_DRIFT_MS, EVICTION_POLICIES, type EvictionPolicy } from './store.ts'
 import type { RespServerLimits } from './resp-server.ts'
 import type { ReplicationSettings } from './replication.ts'
@@ -22,9 +24,30 @@ export interface ShardConfig {
   /** How far ahead of this shard's clock a version from a router or a peer may be. */
   maxVersionDriftMs: number
   replication: ReplicationSettings
+  /** null: open, as Redis without requirepass (the quick start). */
+  auth: ShardAuthConfig | null
+  /** With it, RESP and the admin HTTP serve TLS, and replication links verify their peer (read at start; files reloaded on change). */
+  tls: ShardTlsConfig | null
 }
 
-type RawShardConfig = Omit<ShardConfig, 'maxMemory' | 'replication'> & {
+export interface ShardAuthConfig {
+  /** AUTH <password> or AUTH default <password>: the data commands (GET, SET, DEL, INCR, TTL…), not the internal ones. */
+  passwords: SecretSource[]
+  /**
+   * AUTH shardline <password> (or AUTH <password>): every command, SL.* and FLUSHALL included. Routers,
+   * replication links and jobs present the first one; the admin HTTP takes any of them as a bearer token.
+   */
+  internalPasswords: SecretSource[]
+}
+
+export interface ShardTlsConfig extends ServerTlsFiles {
+  /** How this shard's replication links verify (and present themselves to) their peers; without it, ca = the server's clientCa. */
+  peers: ClientTlsFiles | null
+}
+
+type RawShardConfig = Omit<ShardConfig, 'maxMemory' | 'replication' | 'auth' | 'tls'> & {
+  auth?: { passwords: SecretSource[]; internalPasswords: SecretSource[] }
+  tls?: ServerTlsFiles & { peers?: ClientTlsFiles }
   maxMemory: string | number
   replication: Omit<ReplicationSettings, 'backlogBytes' | 'maxPeerBufferBytes'> & {
     backlogBytes: string | number
@@ -83,6 +106,16 @@ const schema = {
     tombstoneTtlMs: { type: 'integer', minimum: 1, default: 60_000 },
     // A version more than this many ms ahead of the shard's clock is refused.
     maxVersionDriftMs: { type: 'integer', minimum: 0, maximum: 24 * 3600 * 1000, default: DEFAULT_MAX_VERSION_DRIFT_MS },
+    auth: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['internalPasswords'],
+      properties: {
+        passwords: { type: 'array', maxItems: 16, items: secretSourceSchema, default: [] },
+        internalPasswords: { type: 'array', minItems: 1, maxItems: 16, items: secretSourceSchema },
+      },
+    },
+    tls: { ...serverTlsSchema, properties: { ...serverTlsSchema.properties, peers: clientTlsSchema } },
     replication: {
       type: 'object',
       additionalProperties: false,
@@ -158,7 +191,7 @@ export function loadShardConfig(argv: string[]): ShardConfig {
   let fromFile: Record<string, unknown> = {}
   let where: Parameters<typeof validateOrThrow>[2] = {}
   if (values.config) {
-    const parsed = parseYaml({ file: values.config, text: readFileSync(values.config, 'utf8') })
+    const parsed = parseYaml({ file: values.config, text: interpolateEnv(readFileSync(values.config, 'utf8'), values.config) })
     if (parsed.data !== null && (typeof parsed.data !== 'object' || Array.isArray(parsed.data))) throw new ConfigError(`${values.config}: must be a YAML mapping of settings`)
     fromFile = (parsed.data ?? {}) as Record<string, unknown>
     where = { file: values.config, lineOf: parsed.lineOf }
@@ -195,7 +228,8 @@ export function loadShardConfig(argv: string[]): ShardConfig {
     maxPeerBufferBytes: byteSize('replication.maxPeerBufferBytes', raw.replication.maxPeerBufferBytes),
   }
   if (replication.replicaOf && replication.replicas.length > 0) throw new ConfigError('replication: a shard is either a replica (replicaOf) or a primary with replicas, not both')
-  return { ...raw, maxMemory, replication }
+  const { auth, tls, ...rest } = raw
+  return { ...rest, maxMemory, replication, auth: auth ?? null, tls: tls ? { ...tls, peers: tls.peers ?? null } : null }
 }
 
 // Member 0 of a group is its primary, with every other member as a replica; the others are

@@ -1,7 +1,11 @@
-// The route tree's vocabulary: an Op (what the front asks for), its result, and the Route
-// interface every node implements (route an op, explain where a key goes, describe itself).
+// The route tree's vocabulary: an Op (what the front asks for, stamped with who asks), its result,
+// and the Route interface every node implements (route an op, explain where a key goes, describe itself).
+import type { Tenant } from '../tenants.ts'
 
-export type Op =
+/** An op as the front made it; tenant: who asked (absent when the router has no tenants), whose namespace the tenant route applies. */
+export type Op = OpBody & { tenant?: Tenant }
+
+export type OpBody =
   | { kind: 'get'; key: string }
   /**
    * A versioned write (last writer wins). With a condition (Redis's NX / XX) or keepTtl it is sent

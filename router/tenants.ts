@@ -1,0 +1,76 @@
+// Who is asking: the tenants of the router config, each with its tokens (several, for rotation;
+// files re-read when they change), permissions, key namespace, pinned pool and rate limit, and
+// the check of a bearer token against them (SHA-256, then timingSafeEqual).
+import type { Logger } from '../common/logger.ts'
+import { SecretSet, sha256 } from '../common/secrets.ts'
+import type { Permission, TenantConfig } from './config.ts'
+import { RateLimiter } from './rate-limiter.ts'
+
+export interface Tenant {
+  readonly name: string
+  /** Put before every key of the tenant on the wire ("<namespace>:"); '' for an admin tenant without a namespace. */
+  readonly keyPrefix: string
+  readonly permissions: ReadonlySet<Permission>
+  /** The pool every key of the tenant goes to; null when the prefix routes decide. */
+  readonly pool: string | null
+  /** null: no rate limit. */
+  readonly limiter: RateLimiter | null
+}
+
+/** Why a request was not let in: no token, a token nobody holds, or a permission its tenant lacks. */
+export type AuthFailure = 'missing_token' | 'bad_token' | 'forbidden'
+
+/** The separator between a namespace and a key; no namespace contains it (the config's pattern). */
+export const NAMESPACE_SEPARATOR = ':'
+
+export class TenantAccess {
+  /** No tenants configured: every port is open, as the quick start is. */
+  readonly open: boolean
+  readonly tenants: readonly Tenant[]
+  private readonly secrets: Array<{ tenant: Tenant; tokens: SecretSet }>
+
+  constructor(configs: readonly TenantConfig[], log: Logger) {
+    this.open = configs.length === 0
+    this.secrets = []
+    try {
+      for (const config of configs) {
+        const tenant: Tenant = {
+          name: config.name,
+          keyPrefix: config.namespace === null ? '' : `${config.namespace}${NAMESPACE_SEPARATOR}`,
+          permissions: new Set(config.permissions),
+          pool: config.pool,
+          limiter: config.rateLimit ? new RateLimiter(config.rateLimit) : null,
+        }
+        const tokens = new SecretSet(`tenants.${config.name}.tokens`, config.tokens, (problem) => log.error(problem))
+        this.secrets.push({ tenant, tokens })
+      }
+    } catch (error) {
+      this.close()
+      throw error
+    }
+    this.tenants = this.secrets.map(({ tenant }) => tenant)
+  }
+
+  /** The tenant holding token; every tenant's tokens are compared, so the time taken does not say which matched. */
+  authenticate(token: string | undefined): Tenant | AuthFailure {
+    if (token === undefined || token === '') return 'missing_token'
+    const digest = sha256(token)
+    let found: Tenant | null = null
+    for (const { tenant, tokens } of this.secrets) if (tokens.matchesDigest(digest) && found === null) found = tenant
+    return found ?? 'bad_token'
+  }
+
+  /** The token of an Authorization header ("Bearer <token>"); undefined when there is none. */
+  static bearerToken(header: string | undefined): string | undefined {
+    if (header === undefined || header.length < 8 || header.slice(0, 7).toLowerCase() !== 'bearer ') return undefined
+    return header.slice(7).trim()
+  }
+
+  byName(name: string): Tenant | undefined {
+    return this.tenants.find((tenant) => tenant.name === name)
+  }
+
+  close(): void {
+    for (const { tokens } of this.secrets) tokens.close()
+  }
+}
