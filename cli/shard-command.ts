@@ -35,6 +35,6 @@ export async function runShardCommand(argv: string[]): Promise<void> {
   }
   const log = createLogger(`shard:${config.name}`)
   const shard = await startShard(config, log)
-  console.log(`shardline shard ${config.name} ready: resp ${shard.data.address}:${shard.data.port} admin http://${shard.admin.address}:${shard.admin.port}`)
+  console.log(`shardline shard ${config.name} ready: resp ${shard.data.address}:${shard.data.port} admin ${config.tls ? 'https' : 'http'}://${shard.admin.address}:${shard.admin.port}`)
   installShutdown(log, () => shard.close(4000))
 }

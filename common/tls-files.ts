@@ -38,7 +38,8 @@ export const clientTlsSchema = {
   additionalProperties: false,
   required: ['ca'],
   properties: { ca: file, cert: file, key: file, serverName: { type: 'string', minLength: 1 } },
-  dependentRequired: { cert: ['key'], key: ['cert'] },
+  // draft-07 (our Ajv's dialect) spells dependentRequired this way.
+  dependencies: { cert: ['key'], key: ['cert'] },
 } as const
 
 /** Something that wants to hear of reloads and refused files (the process's log). */

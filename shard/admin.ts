@@ -1,7 +1,9 @@
-// The shard's admin HTTP server (fastify): /metrics, /healthz, /readyz, /stats, and the seed's
-// key API under /keys/:key for direct debugging, sharing the value rule in value-codec.ts.
+// The shard's admin HTTP server (fastify, HTTPS with the shard's TLS files): /metrics, /healthz,
+// /readyz, /stats, and the seed's key API under /keys/:key for direct debugging, sharing the value
+// rule in value-codec.ts. With auth, all but the probes need an internal password as a bearer token.
 import type { Logger } from '../common/logger.ts'
-import { HttpError } from '../common/http-errors.ts'
+import { HttpError, errorBody } from '../common/http-errors.ts'
+import type { ServerTls } from '../common/tls-files.ts'
 import { createHttpServer } from '../common/http-server.ts'
 import { keyFromPath, readWriteRequest, wantsRawBytes, writeRouteBodySchema } from '../common/key-api.ts'
 import { jsonValueBody } from '../common/value-codec.ts'
@@ -9,6 +11,7 @@ import { entryFlags, entryValue } from './entry.ts'
 import type { ShardMetrics } from './metrics.ts'
 import type { Store } from './store.ts'
 import type { CommandLimits } from './commands.ts'
+import type { ShardAuth } from './shard-auth.ts'
 
 export interface AdminOptions {
   store: Store
@@ -18,12 +21,30 @@ export interface AdminOptions {
   stats(): Record<string, unknown>
   /** Why /readyz says 503 (shutting down, warming up, catching up), or null when ready. */
   notReadyBecause(): string | null
+  auth: ShardAuth | null
+  tls: ServerTls | null
+  onTlsFailure?(error: Error): void
 }
+
+/** What answers without a token: probes must work without credentials. */
+const HEALTH_PROBES = new Set(['/healthz', '/readyz'])
 
 export function createAdminServer(options: AdminOptions) {
   const { store, metrics, limits } = options
   // JSON escapes can double a value's size; the value limit itself is checked after decoding.
-  const app = createHttpServer({ log: options.log, bodyLimit: limits.maxValueBytes * 2 + 4096 })
+  const app = createHttpServer({ log: options.log, bodyLimit: limits.maxValueBytes * 2 + 4096, tls: options.tls ?? undefined, onTlsFailure: options.onTlsFailure })
+  const auth = options.auth
+  // Before routing, so that what is refused reaches no handler (unknown paths included).
+  if (auth) {
+    app.addHook('onRequest', (request, reply, done) => {
+      if (HEALTH_PROBES.has(request.routeOptions.url ?? '')) return done()
+      const outcome = auth.bearerAllowed(request.headers.authorization)
+      if (outcome === 'ok') return done()
+      auth.refused(outcome, { remote: request.ip, admin: request.method })
+      reply.code(401).header('www-authenticate', 'Bearer realm="shardline"').type('application/json')
+        .send(errorBody(outcome === 'noauth' ? 'the shard admin needs an internal password: Authorization: Bearer <password>' : 'the token is not valid', 'unauthorized'))
+    })
+  }
 
   app.get('/metrics', async (_request, reply) => {
     reply.type(metrics.registry.contentType)

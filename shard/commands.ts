@@ -29,6 +29,12 @@ export interface CommandContext {
   quit(): void
   /** SL.SYNC: the connection becomes a replication feed (replication-source.ts) from here on. */
   replicate(args: Buffer[]): void
+  /** AUTH [user] password: grants this connection what the password allows, or throws the refusal. */
+  authenticate(user: string | null, password: string): void
+  /** False while the shard wants AUTH and this connection has not passed it. */
+  authenticated(): boolean
+  /** HELLO's fields after proto: the connection's id, the shard's mode and role. */
+  greeting(): Array<[string, string | number]>
 }
 
 // An error reply; the connection stays open. (The store's StoreError is answered the same way.)
@@ -73,6 +79,8 @@ const COMMAND_TABLE: Array<[string, Omit<CommandSpec, 'name' | 'index'>]> = [
   ['config', { arity: -2, whileLoading: true, run: runConfig }],
   ['client', { arity: -2, whileLoading: true, run: (ctx) => ctx.writer.simple('OK') }],
   ['command', { arity: -1, whileLoading: true, run: (ctx) => ctx.writer.arrayHeader(0) }],
+  ['auth', { arity: -2, whileLoading: true, run: runAuth }],
+  ['hello', { arity: -1, whileLoading: true, run: runHello }],
   ['sl.setv', { arity: -4, run: runSetVersioned }],
   ['sl.getv', { arity: 2, run: runGetVersioned }],
   ['sl.delv', { arity: 3, run: runDeleteVersioned }],
@@ -213,6 +221,45 @@ function runFlush(ctx: CommandContext, args: RespArgs): void {
   if (args.count > 2 || (mode !== undefined && mode !== 'async' && mode !== 'sync')) throw new CommandError(SYNTAX)
   ctx.store.clear()
   ctx.writer.simple('OK')
+}
+
+// AUTH password | AUTH user password. The password is read as UTF-8, as it was written in the config.
+function runAuth(ctx: CommandContext, args: RespArgs): void {
+  if (args.count > 3) throw new CommandError(SYNTAX)
+  ctx.authenticate(args.count === 3 ? args.latin1(1) : null, args.buffer(args.count - 1).toString('utf8'))
+  ctx.writer.simple('OK')
+}
+
+const HELLO_NOAUTH = 'NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time'
+
+// HELLO [protover [AUTH user password] [SETNAME name]]: shardline speaks RESP2 only, so the reply is
+// Redis's map as a flat array (RESP2's form of it) and protover 3 is refused.
+function runHello(ctx: CommandContext, args: RespArgs): void {
+  if (args.count > 1) {
+    const version = parseInt64(args, 1)
+    if (version !== 2n) throw new CommandError('NOPROTO unsupported protocol version')
+  }
+  for (let i = 2; i < args.count; i++) {
+    const option = args.latin1(i).toLowerCase()
+    if (option === 'auth' && i + 2 < args.count) {
+      ctx.authenticate(args.latin1(i + 1), args.buffer(i + 2).toString('utf8'))
+      i += 2
+    } else if (option === 'setname' && i + 1 < args.count) {
+      i++
+    } else {
+      throw new CommandError(`ERR Syntax error in HELLO option '${option.slice(0, 64)}'`)
+    }
+  }
+  if (!ctx.authenticated()) throw new CommandError(HELLO_NOAUTH)
+  const fields: Array<[string, string | number]> = [['server', 'redis'], ['version', '7.0.0'], ['proto', 2], ...ctx.greeting()]
+  ctx.writer.arrayHeader(fields.length * 2 + 2)
+  for (const [name, value] of fields) {
+    ctx.writer.bulkText(name)
+    if (typeof value === 'number') ctx.writer.integer(value)
+    else ctx.writer.bulkText(value)
+  }
+  ctx.writer.bulkText('modules')
+  ctx.writer.arrayHeader(0)
 }
 
 function runSelect(ctx: CommandContext, args: RespArgs): void {

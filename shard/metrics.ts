@@ -1,8 +1,13 @@
 // The shard's Prometheus metrics: commands and their latency, hits and misses, evictions and
-// expirations, items, bytes, the budget, connections, and the process's own memory.
+// expirations, items, bytes, the budget, connections, refused credentials and TLS handshakes, and
+// the process's own memory.
 import { Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
 import { LATENCY_BUCKETS_SECONDS, mirroredCounter, type MirroredCounterConfig } from '../common/metric-helpers.ts'
 import type { Store } from './store.ts'
+import { AUTH_FAILURE_REASONS, type AuthFailureReason } from './shard-auth.ts'
+
+/** The shard's two listeners, as TLS handshake failures are labelled. */
+export type ShardPort = 'resp' | 'admin'
 
 /** Why the shard closed a client's connection (resp-server.ts). */
 export const DROP_REASONS = ['protocol_error', 'query_buffer', 'clients_memory', 'slow_client', 'idle', 'max_clients'] as const
@@ -34,6 +39,9 @@ export class ShardMetrics {
   readonly registry = new Registry()
   private readonly duration: Histogram<'command'>
   private readonly instruments = new Map<string, CommandInstruments>()
+  /** Counted by ShardAuth as it refuses. */
+  readonly authFailures = Object.fromEntries(AUTH_FAILURE_REASONS.map((reason) => [reason, 0])) as Record<AuthFailureReason, number>
+  readonly tlsHandshakeFailures: Record<ShardPort, number> = { resp: 0, admin: 0 }
 
   constructor(name: string, store: Store, connections: ConnectionStats) {
     this.registry.setDefaultLabels({ shard: name })
@@ -69,6 +77,10 @@ export class ShardMetrics {
     counter('shardline_shard_connections_total', 'RESP connections accepted.', () => connections.total)
     counter('shardline_shard_connections_dropped_total', 'RESP connections closed by the shard, by reason.', () =>
       DROP_REASONS.map((reason): [Record<string, string>, number] => [{ reason }, connections.dropped[reason]]), ['reason'])
+    counter('shardline_shard_auth_failures_total', 'RESP commands and admin requests refused for credentials: none yet (noauth), a wrong password or token (wrongpass), an internal command to an ordinary client (noperm).', () =>
+      AUTH_FAILURE_REASONS.map((reason): [Record<string, string>, number] => [{ reason }, this.authFailures[reason]]), ['reason'])
+    counter('shardline_shard_tls_handshake_failures_total', 'TLS handshakes that failed, by port (resp or admin).', () =>
+      (['resp', 'admin'] as const).map((port): [Record<string, string>, number] => [{ port }, this.tlsHandshakeFailures[port]]), ['port'])
     const gauge = (name: string, help: string, read: () => number) =>
       new Gauge({ name, help, registers: [this.registry], collect() { this.set(read()) } })
     gauge('shardline_shard_items', 'Live entries in the store.', () => store.size)

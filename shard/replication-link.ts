@@ -1,6 +1,10 @@
-// The receiving end of replication: connects to a peer's data port, asks to continue from its
-// offset, applies the snapshot and the log through versioned writes, acknowledges, reconnects.
+// The receiving end of replication: connects to a peer's data port (over TLS, and authenticated as
+// the internal user, when the shard has them), asks to continue from its offset, applies the snapshot
+// and the log through versioned writes, acknowledges, reconnects.
 import net from 'node:net'
+import tls from 'node:tls'
+import { INTERNAL_USER } from '../common/secrets.ts'
+import type { ClientTls } from '../common/tls-files.ts'
 import type { Logger } from '../common/logger.ts'
 import { RespProtocolError, RespRequestParser } from '../common/resp-request-parser.ts'
 import { RespWriter } from '../common/resp-writer.ts'
@@ -30,6 +34,10 @@ export interface LinkOptions {
    * the ops alongside it carried (upstream links only; null for write-back).
    */
   onSnapshotApplied(keysSeen: Set<string> | null): void
+  /** Verifies the peer's certificate; null: plain TCP. */
+  tls: ClientTls | null
+  /** The internal password to AUTH with, read at each connect (a rotated file applies); null: no AUTH. */
+  password: (() => string) | null
 }
 
 /** At most one acknowledgement per this many ms (plus one per heartbeat). */
@@ -72,6 +80,8 @@ export class ReplicationLink {
   private snapshotStartedAt = 0
   private keysSeen: Set<string> | null = null
   private readonly refusedWarning: ThrottledWarning
+  private readonly authWarning: ThrottledWarning
+  private readonly tlsWarning: ThrottledWarning
   /**
    * What a catch-up waits for: the peer's head offset, answered to this barrier's token on the
    * current connection (null until then), and applied here.
@@ -82,6 +92,8 @@ export class ReplicationLink {
   constructor(options: LinkOptions) {
     this.options = options
     this.refusedWarning = new ThrottledWarning(options.log, 'replication: skipped what the peer sent that this store refuses (are the clocks more than maxVersionDriftMs apart?)')
+    this.tlsWarning = new ThrottledWarning(options.log, 'replication link: the TLS handshake with the peer failed (does tls.peers.ca sign its certificate, for this name?); retrying')
+    this.authWarning = new ThrottledWarning(options.log, 'replication link: the peer refused this shard\'s internal password (auth.internalPasswords differ?); retrying')
   }
 
   start(): void {
@@ -148,17 +160,39 @@ export class ReplicationLink {
 
   private connect(): void {
     const [host, port] = splitAddress(this.options.peer)
-    const socket = net.connect({ host, port, noDelay: true })
+    const { tls: clientTls, password } = this.options
+    const socket = clientTls ? tls.connect({ host, port, ...clientTls.connectOptions(host) }).setNoDelay(true) : net.connect({ host, port, noDelay: true })
     this.socket = socket
     const parser = new RespRequestParser({ maxBulkBytes: this.options.maxValueBytes + 64 * 1024, maxArrayLength: 2 * SNAPSHOT_BATCH_KEYS + 1, maxInlineBytes: 64 * 1024 })
+    // AUTH and SL.SYNC go together; the AUTH reply (one line) is read before the replication stream.
+    const authReply = password ? new ReplyLine() : null
     socket.setTimeout(this.options.timeoutMs)
-    socket.on('connect', () => {
+    let connected = false
+    socket.on(clientTls ? 'secureConnect' : 'connect', () => {
+      connected = true
       const writer = new RespWriter()
+      if (password) {
+        writer.arrayHeader(3)
+        writer.bulkLatin1('AUTH')
+        writer.bulkLatin1(INTERNAL_USER)
+        writer.bulkText(password())
+      }
       command(writer, SYNC, [this.replid, String(this.offset), this.options.selfName()])
       writer.writeTo(socket)
     })
-    socket.on('data', (chunk: Buffer) => {
+    socket.on('data', (data: Buffer) => {
       this.lastHeardAt = Date.now()
+      let chunk = data
+      if (authReply && !authReply.done) {
+        const rest = authReply.push(chunk)
+        if (rest === null) return
+        if (authReply.line !== '+OK') {
+          this.authWarning.warn({ peer: this.options.peer, direction: this.options.direction, reply: authReply.line.slice(0, 120) })
+          socket.destroy()
+          return
+        }
+        chunk = rest
+      }
       try {
         parser.push(chunk, (args) => this.handle(args))
       } catch (error) {
@@ -180,7 +214,13 @@ export class ReplicationLink {
       this.options.log.warn({ peer: this.options.peer, direction: this.options.direction, timeoutMs: this.options.timeoutMs }, 'replication link silent for too long; reconnecting')
       socket.destroy()
     })
-    socket.on('error', () => socket.destroy())
+    socket.on('error', (error: NodeJS.ErrnoException) => {
+      // A peer not up yet refuses the connection: that is no TLS problem.
+      if (clientTls && !connected && error.code !== 'ECONNREFUSED' && error.code !== 'ECONNRESET') {
+        this.tlsWarning.warn({ peer: this.options.peer, direction: this.options.direction, error: error.message })
+      }
+      socket.destroy()
+    })
     socket.on('close', () => this.disconnected(socket))
   }
 
@@ -356,6 +396,24 @@ export class ReplicationLink {
     writer.writeTo(socket)
     this.ackedOffset = this.offset
     this.lastAckAt = Date.now()
+  }
+}
+
+/** The first reply line on a connection (AUTH's), gathered across reads, with what follows it. */
+class ReplyLine {
+  line = ''
+  done = false
+  private held: Buffer = Buffer.alloc(0)
+
+  /** The bytes after the line once it is complete; null while it is not. */
+  push(chunk: Buffer): Buffer | null {
+    this.held = this.held.length === 0 ? chunk : Buffer.concat([this.held, chunk])
+    const end = this.held.indexOf('\r\n')
+    // A peer that answers no line in a sane length is no shard: that is its reply.
+    if (end < 0 && this.held.length <= 1024) return null
+    this.line = end < 0 ? 'a reply without a line end' : this.held.toString('latin1', 0, end)
+    this.done = true
+    return end < 0 ? Buffer.alloc(0) : this.held.subarray(end + 2)
   }
 }
 

@@ -6,7 +6,7 @@ import { RespWriter } from '../common/resp-writer.ts'
 import { CatchUp, type CatchUpSettings } from './catch-up.ts'
 import { CommandError } from './commands.ts'
 import { entryVersion } from './entry.ts'
-import { ReplicationLink } from './replication-link.ts'
+import { ReplicationLink, type LinkOptions } from './replication-link.ts'
 import { ReplicationLog } from './replication-log.ts'
 import { ReplicationSource, type SourceSettings } from './replication-source.ts'
 import { DROP, FLUSH, command, writeChangeOp } from './replication-wire.ts'
@@ -22,6 +22,9 @@ export interface ReplicationSettings extends SourceSettings {
   warmupTimeoutMs: number
   catchUp: CatchUpSettings
 }
+
+/** How this shard's links reach their peers: over TLS or not, authenticated or not. */
+export type PeerAccess = Pick<LinkOptions, 'tls' | 'password'>
 
 export type ReplicationRole = 'primary' | 'replica' | 'standalone'
 
@@ -50,7 +53,7 @@ export class Replication {
   private serving: { log: ReplicationLog; source: ReplicationSource; recorder: ChangeRecorder } | null = null
   private warmupTimer: NodeJS.Timeout | null = null
 
-  constructor(settings: ReplicationSettings, store: Store, logger: Logger, selfName: () => string, maxValueBytes: number) {
+  constructor(settings: ReplicationSettings, store: Store, logger: Logger, selfName: () => string, maxValueBytes: number, peerAccess: PeerAccess) {
     this.settings = settings
     this.store = store
     this.logger = logger
@@ -67,6 +70,7 @@ export class Replication {
       maxValueBytes,
       log: logger,
       onSnapshotApplied: (keysSeen) => this.snapshotApplied(peer, direction, keysSeen),
+      ...peerAccess,
     })
     this.upstream = settings.replicaOf ? link(settings.replicaOf, 'upstream') : null
     this.writeBacks = settings.replicas.map((peer) => link(peer, 'write-back'))

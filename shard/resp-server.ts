@@ -1,7 +1,8 @@
-// The shard's RESP listener: per-connection parsing and command dispatch, one write per socket
-// read, the bounds on clients (count, query and output buffers per client and in total, slow and
-// idle clients), and a graceful close that answers what is already in flight.
+// The shard's RESP listener (plain TCP, or TLS): per-connection parsing, AUTH and command dispatch,
+// one write per socket read, the bounds on clients (count, query and output buffers per client and in
+// total, slow and idle clients), and a graceful close that answers what is already in flight.
 import net from 'node:net'
+import tls from 'node:tls'
 import { once } from 'node:events'
 import { performance } from 'node:perf_hooks'
 import { RESP_REQUEST_OVERHEAD_BYTES } from '../common/limits.ts'
@@ -9,12 +10,14 @@ import { unknownCommandMessage } from '../common/resp-arguments.ts'
 import type { Logger } from '../common/logger.ts'
 import { RespProtocolError, RespQueryBufferError, RespRequestParser, type ArgsHandler, type RespArgs, type RespLimits } from '../common/resp-request-parser.ts'
 import { RespWriter } from '../common/resp-writer.ts'
-import { COMMAND_SPECS, CommandError, findCommand, type CommandContext, type CommandLimits } from './commands.ts'
+import { COMMAND_SPECS, CommandError, findCommand, type CommandContext, type CommandLimits, type CommandSpec } from './commands.ts'
 import { KeyScans } from './key-scan.ts'
 import type { CommandInstruments, ConnectionStats, DropReason, ShardMetrics } from './metrics.ts'
 import { LOADING_ACTIVITY, type Replication } from './replication.ts'
 import { StoreError, type Store } from './store.ts'
+import { NOAUTH, WRONGPASS, noPermission, type Access, type ShardAuth } from './shard-auth.ts'
 import { ThrottledWarnings } from '../common/throttled-warning.ts'
+import type { ServerTls } from '../common/tls-files.ts'
 
 export interface RespServerLimits extends CommandLimits {
   maxArrayLength: number
@@ -39,7 +42,13 @@ export interface RespServerOptions {
   connections: ConnectionStats
   info(sections: string[]): string
   config(): Record<string, string>
-  replication: Pick<Replication, 'attach' | 'loadingAt'>
+  replication: Pick<Replication, 'attach' | 'loadingAt' | 'role'>
+  /** null: every connection may run every command, as before AUTH existed. */
+  auth: ShardAuth | null
+  /** Serve RESP over TLS with these certificates. */
+  tls: ServerTls | null
+  /** A client's TLS handshake failed. */
+  onTlsFailure?(error: Error): void
 }
 
 /** One command in this many is timed for the latency histogram (a power of two). */
@@ -83,15 +92,18 @@ class Client {
   /** Set once the peer sent SL.SYNC: from then on the socket carries replication, not commands. */
   feed: ((args: Buffer[]) => void) | null = null
   commandsRun = 0
+  /** Without auth every connection starts as 'internal', so the check per command is one comparison. */
+  access: Access
   lastActivityAt: number
   /** When the unfinished request now buffered began to arrive; 0 when there is none. */
   requestStartedAt = 0
   /** When its peer last took some of its replies, or they began to wait. */
   outputProgressAt: number
 
-  constructor(socket: net.Socket, parser: RespRequestParser, now: number) {
+  constructor(socket: net.Socket, parser: RespRequestParser, now: number, access: Access) {
     this.socket = socket
     this.parser = parser
+    this.access = access
     this.lastActivityAt = now
     this.outputProgressAt = now
   }
@@ -107,7 +119,7 @@ export class RespServer {
   private sampled = 0
   private readonly options: RespServerOptions
   private readonly parserLimits: RespLimits
-  private readonly server: net.Server
+  private readonly server: net.Server | tls.Server
   private readonly clients = new Set<Client>()
   private readonly warnings: ThrottledWarnings
   private readonly scans: KeyScans
@@ -130,7 +142,16 @@ export class RespServer {
       maxInlineBytes: 64 * 1024,
       maxQueryBufferBytes: options.limits.maxQueryBufferBytes,
     }
-    this.server = net.createServer({ noDelay: true }, (socket) => this.accept(socket))
+    const tlsFiles = options.tls
+    if (tlsFiles) {
+      const server = tls.createServer({ noDelay: true, ...tlsFiles.options() }, (socket) => this.accept(socket))
+      tlsFiles.attach(server)
+      const onTlsFailure = options.onTlsFailure
+      if (onTlsFailure) server.on('tlsClientError', (error) => onTlsFailure(error))
+      this.server = server
+    } else {
+      this.server = net.createServer({ noDelay: true }, (socket) => this.accept(socket))
+    }
   }
 
   async listen(port: number, host: string): Promise<net.AddressInfo> {
@@ -166,7 +187,8 @@ export class RespServer {
       endGracefully(socket)
       return
     }
-    const client = new Client(socket, new RespRequestParser(this.parserLimits), Date.now())
+    const client = new Client(socket, new RespRequestParser(this.parserLimits), Date.now(), this.options.auth ? 'none' : 'internal')
+    const id = this.connections.total
     client.onCommand = (args) => this.onCommand(client, args)
     client.onWritten = () => this.written(client)
     client.context = {
@@ -184,6 +206,9 @@ export class RespServer {
         client.writer.writeTo(socket)
         client.feed = this.options.replication.attach(socket, args)
       },
+      authenticate: (user, password) => this.authenticate(client, user, password),
+      authenticated: () => client.access !== 'none',
+      greeting: () => [['id', id], ['mode', 'standalone'], ['role', this.options.replication.role === 'replica' ? 'replica' : 'master']],
     }
     this.clients.add(client)
     this.connections.current++
@@ -305,6 +330,7 @@ export class RespServer {
     const timed = (++this.sampled & (LATENCY_SAMPLE - 1)) === 0
     const started = timed ? performance.now() : 0
     try {
+      if (client.access !== 'internal') this.checkAccess(client, spec)
       if (!spec) throw new CommandError(unknownCommandMessage(args.toArray()))
       if (spec.arity > 0 ? args.count !== spec.arity : args.count < -spec.arity) {
         throw new CommandError(`ERR wrong number of arguments for '${spec.name}' command`)
@@ -331,6 +357,25 @@ export class RespServer {
       }
     }
     if (timed) instruments.duration.observe((performance.now() - started) / 1000)
+  }
+
+  private checkAccess(client: Client, spec: CommandSpec | undefined): void {
+    const refusal = this.options.auth?.refusal(client.access, spec)
+    if (!refusal) return
+    this.options.auth!.refused(refusal, { remote: client.socket.remoteAddress, command: spec?.name ?? 'unknown' })
+    throw new CommandError(refusal === 'noauth' ? NOAUTH : noPermission(spec!.name))
+  }
+
+  // A refused AUTH leaves the connection with what it had, as Redis does.
+  private authenticate(client: Client, user: string | null, password: string): void {
+    const auth = this.options.auth
+    if (!auth) throw new CommandError('ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?')
+    const access = auth.check(user, password)
+    if (access === null) {
+      auth.refused('wrongpass', { remote: client.socket.remoteAddress })
+      throw new CommandError(WRONGPASS)
+    }
+    client.access = access
   }
 
   private shedStalled(): void {

@@ -1,15 +1,19 @@
-// Assembles one shard: the store, replication, its RESP server, the admin HTTP server and the
-// expiry sweep; starts them, reports their addresses, and shuts them down gracefully.
+// Assembles one shard: the store, its credentials and certificates, replication, its RESP server,
+// the admin HTTP server and the expiry sweep; starts them, reports their addresses, and shuts them down gracefully.
 import type { AddressInfo } from 'node:net'
 import type { Logger } from '../common/logger.ts'
+import { ThrottledWarnings } from '../common/throttled-warning.ts'
+import { ClientTls, ServerTls } from '../common/tls-files.ts'
+import { ConfigError } from '../common/validate.ts'
 import { VERSION } from '../common/version.ts'
 import { createAdminServer } from './admin.ts'
 import type { ShardConfig } from './config.ts'
 import { renderInfo } from './info.ts'
-import { newConnectionStats, ShardMetrics } from './metrics.ts'
+import { newConnectionStats, ShardMetrics, type ShardPort } from './metrics.ts'
 import { LOADING_ACTIVITY, Replication } from './replication.ts'
 import { registerReplicationMetrics } from './replication-metrics.ts'
 import { RespServer } from './resp-server.ts'
+import { ShardAuth } from './shard-auth.ts'
 import { Store } from './store.ts'
 
 export interface RunningShard {
@@ -26,11 +30,13 @@ export async function startShard(config: ShardConfig, log: Logger): Promise<Runn
   const startedAt = Date.now()
   const store = new Store({ maxMemory: config.maxMemory, policy: config.policy, tombstoneTtlMs: config.tombstoneTtlMs, maxVersionDriftMs: config.maxVersionDriftMs })
   let dataPort = config.port
-  const replication = new Replication(config.replication, store, log, () => `${config.name}@${config.host}:${dataPort}`, config.limits.maxValueBytes)
-  let closing = false
   // The metrics read the server's connection counts, and the server reports into the metrics.
   const connections = newConnectionStats()
   const metrics = new ShardMetrics(config.name, store, connections)
+  const security = openSecurity(config, log, metrics)
+  const { auth, serverTls } = security
+  const replication = new Replication(config.replication, store, log, () => `${config.name}@${config.host}:${dataPort}`, config.limits.maxValueBytes, security.peerAccess)
+  let closing = false
   registerReplicationMetrics(metrics.registry, replication)
   const resp: RespServer = new RespServer({
     store,
@@ -45,8 +51,14 @@ export async function startShard(config: ShardConfig, log: Logger): Promise<Runn
       maxclients: String(config.limits.maxClients),
       'maxmemory-clients': String(config.limits.maxClientsMemory),
       'client-query-buffer-limit': String(config.limits.maxQueryBufferBytes),
+      // Redis shows its password here; a shard never shows one.
+      requirepass: '',
+      masterauth: '',
     }),
     replication,
+    auth,
+    tls: serverTls,
+    onTlsFailure: security.tlsFailed('resp'),
   })
   const stats = () => ({
     name: config.name,
@@ -66,15 +78,22 @@ export async function startShard(config: ShardConfig, log: Logger): Promise<Runn
     replication: replication.stats(),
   })
   const notReadyBecause = () => closing ? 'shutting down' : replication.loading && LOADING_ACTIVITY[replication.loading]
-  const admin = createAdminServer({ store, metrics, limits: config.limits, log, stats, notReadyBecause })
-  const data = await resp.listen(config.port, config.host)
+  const admin = createAdminServer({ store, metrics, limits: config.limits, log, stats, notReadyBecause, auth, tls: serverTls, onTlsFailure: security.tlsFailed('admin') })
+  let data: AddressInfo
+  try {
+    data = await resp.listen(config.port, config.host)
+    await admin.listen({ port: config.adminPort, host: config.host })
+  } catch (error) {
+    await resp.close(0)
+    security.close()
+    throw error
+  }
   dataPort = data.port
-  await admin.listen({ port: config.adminPort, host: config.host })
   const adminAddress = admin.server.address() as AddressInfo
   const sweeper = setInterval(() => store.sweep(config.sweep.batch), config.sweep.intervalMs)
   sweeper.unref()
   replication.start()
-  log.info({ name: config.name, data: `${data.address}:${data.port}`, admin: `${adminAddress.address}:${adminAddress.port}`, maxMemory: config.maxMemory, policy: config.policy }, 'shard started')
+  log.info({ name: config.name, data: `${data.address}:${data.port}`, admin: `${adminAddress.address}:${adminAddress.port}`, maxMemory: config.maxMemory, policy: config.policy, tls: serverTls !== null, auth: auth !== null }, 'shard started')
   return {
     config,
     store,
@@ -86,6 +105,51 @@ export async function startShard(config: ShardConfig, log: Logger): Promise<Runn
       clearInterval(sweeper)
       replication.close()
       await Promise.all([resp.close(graceMs), admin.close()])
+      security.close()
     },
+  }
+}
+
+/** A shard's credentials and certificates, and what its replication links present to their peers. */
+function openSecurity(config: ShardConfig, log: Logger, metrics: ShardMetrics) {
+  const closers: Array<{ close(): void }> = []
+  const close = () => {
+    for (const closer of closers) closer.close()
+  }
+  try {
+    const auth = config.auth ? new ShardAuth(config.auth, log, metrics.authFailures) : null
+    if (auth) closers.push(auth)
+    const hasLinks = config.replication.replicaOf !== null || config.replication.replicas.length > 0
+    // A hash-only internal password can check peers but not be sent to one: said at start, not per connect.
+    if (auth && hasLinks) auth.presented()
+    const serverTls = config.tls ? new ServerTls(config.tls, {
+      reloaded: (what) => log.info({ file: what }, 'TLS certificate reloaded'),
+      refused: (what, error) => log.warn({ file: what, error: error.message }, 'TLS certificate files changed but do not make a valid pair yet; the previous ones keep serving'),
+    }) : null
+    if (serverTls) closers.push(serverTls)
+    let peerTls: ClientTls | null = null
+    if (config.tls && hasLinks) {
+      // Without peers settings, the CA that signs clients' certificates verifies peers, and this
+      // shard's own certificate is its client certificate (peers with clientCa ask for one).
+      const { cert, key, clientCa } = config.tls
+      const peers = config.tls.peers ?? (clientCa ? { ca: clientCa, cert, key } : null)
+      if (peers === null) throw new ConfigError('tls: replication links need a CA to verify their peers: set tls.peers.ca (or tls.clientCa)')
+      peerTls = new ClientTls(peers)
+      closers.push(peerTls)
+    }
+    const warnings = new ThrottledWarnings(log)
+    return {
+      auth,
+      serverTls,
+      peerAccess: { tls: peerTls, password: auth ? () => auth.presented() : null },
+      tlsFailed: (port: ShardPort) => (error: Error) => {
+        metrics.tlsHandshakeFailures[port]++
+        warnings.warn(`TLS handshake failed on the ${port} port`, { error: error.message })
+      },
+      close,
+    }
+  } catch (error) {
+    close()
+    throw error
   }
 }
