@@ -25,8 +25,10 @@ export async function runRouterCommand(argv: string[]): Promise<void> {
     return
   }
   if (!values.config) throw new ConfigError(`--config is required\n${ROUTER_USAGE}`)
-  const { workers, listen } = loadRouterConfig(values.config)
-  if (workers > 1 && cluster.isPrimary) return runPrimary(values.config, workers, listen.resp !== undefined)
+  const { workers, listen, tls } = loadRouterConfig(values.config)
+  // With TLS the data and admin ports serve HTTPS (and the RESP port TLS): the ready line says so.
+  const scheme = tls === null ? 'http' : 'https'
+  if (workers > 1 && cluster.isPrimary) return runPrimary(values.config, workers, listen.resp !== undefined, scheme)
   const log = createLogger(cluster.isWorker ? `router:${cluster.worker!.id}` : 'router')
   if (cluster.isWorker) {
     // A worker serves the data and RESP ports (shared through node:cluster) and answers the primary's
@@ -39,13 +41,13 @@ export async function runRouterCommand(argv: string[]): Promise<void> {
     return
   }
   const router = await startRouter(values.config, log)
-  console.log(`shardline router ready: http://${router.data!.address}:${router.data!.port} admin http://${router.admin!.address}:${router.admin!.port}${respPart(router.resp)}`)
+  console.log(`shardline router ready: ${scheme}://${router.data!.address}:${router.data!.port} admin ${scheme}://${router.admin!.address}:${router.admin!.port}${respPart(router.resp)}`)
   installShutdown(log, () => router.close(4000))
 }
 
 // With workers: N processes share the data and RESP ports (one per core); this one serves the admin
 // port, with /metrics summed over the workers, and stops them all on SIGTERM.
-async function runPrimary(configFile: string, workers: number, resp: boolean): Promise<void> {
+async function runPrimary(configFile: string, workers: number, resp: boolean, scheme: string): Promise<void> {
   const log = createLogger('router')
   const aggregator = new AggregatorRegistry()
   const router = await startRouter(configFile, log, { data: false, admin: true, metricsText: () => aggregator.clusterMetrics() })
@@ -63,7 +65,7 @@ async function runPrimary(configFile: string, workers: number, resp: boolean): P
     worker.on('listening', onListening)
   })
   const [[address, respAddress]] = await Promise.all(forked.map(listening))
-  console.log(`shardline router ready: http://${address.address}:${address.port} admin http://${router.admin!.address}:${router.admin!.port}${respPart(respAddress)} (${workers} workers)`)
+  console.log(`shardline router ready: ${scheme}://${address.address}:${address.port} admin ${scheme}://${router.admin!.address}:${router.admin!.port}${respPart(respAddress)} (${workers} workers)`)
   process.on('SIGHUP', () => forked.forEach((worker) => worker.process.kill('SIGHUP')))
   installShutdown(log, async () => {
     await Promise.all(forked.map(async (worker) => {

@@ -1,11 +1,15 @@
 // Creates every fastify server of ours the same way: our logger, an access log only when asked, JSON
-// bodies of bounded depth, capped connections that shed idle and slow ones, {error, code} refusals.
+// bodies of bounded depth, capped connections that shed idle and slow ones, {error, code} refusals,
+// and HTTPS from reloadable certificate files when given them.
 import type { Server } from 'node:http'
+import type { Server as HttpsServer } from 'node:https'
+import type { TLSSocket } from 'node:tls'
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyHttpOptions } from 'fastify'
 import { ConnectionLimiter, type ShedReason } from './connection-limiter.ts'
 import { HttpError, clientErrorHandler, errorBody, frameworkErrors, installErrorHandlers } from './http-errors.ts'
 import { nestsDeeperThan } from './json-depth.ts'
 import type { Logger } from './logger.ts'
+import type { ServerTls } from './tls-files.ts'
 
 /** A server's connection settings; they are read when it is created (take effect on restart). */
 export interface ConnectionSettings {
@@ -31,6 +35,10 @@ export interface HttpServerOptions {
   onConnectionShed?(reason: ShedReason): void
   /** Read per request, so that a reloaded limit applies at once. */
   maxJsonDepth?(): number
+  /** Serve HTTPS with these certificates (reloaded on change without dropping connections). */
+  tls?: ServerTls
+  /** A client's TLS handshake failed (it does not trust our CA, an old protocol, a bad client certificate). */
+  onTlsFailure?(error: Error, remoteAddress: string | undefined): void
 }
 
 export function createHttpServer(options: HttpServerOptions) {
@@ -63,7 +71,16 @@ export function createHttpServer(options: HttpServerOptions) {
     clientErrorHandler: clientErrorHandler(options.log),
     return503OnClosing: false,
   }
-  const app = Fastify(serverOptions)
+  // fastify passes `http` options only to an HTTP server: an HTTPS one takes them with its TLS ones.
+  // A handshake gets the time a request's headers get (Node's default is 120 s). fastify's types
+  // pick the server kind from the options' type; both kinds serve the same routes.
+  const https = options.tls ? { ...serverOptions.http, handshakeTimeout: connections.requestTimeoutMs, ...options.tls.options() } : null
+  const app = https ? Fastify({ ...serverOptions, https } as FastifyHttpOptions<Server>) : Fastify(serverOptions)
+  if (options.tls) {
+    options.tls.attach(app.server as unknown as HttpsServer)
+    const onTlsFailure = options.onTlsFailure
+    if (onTlsFailure) app.server.on('tlsClientError', (error: Error, socket: TLSSocket) => onTlsFailure(error, socket.remoteAddress))
+  }
   new ConnectionLimiter(app.server, { max: connections.max, log: options.log, name: options.name ?? 'HTTP server', onShed: options.onConnectionShed })
 
   // fastify would answer requests that arrive on open connections while it closes with its own

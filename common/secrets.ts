@@ -121,3 +121,9 @@ function toValue(text: string): SecretValue {
 function fileValues(text: string): SecretValue[] {
   return text.split('\n').map((line) => line.trim()).filter((line) => line !== '').map(toValue)
 }
+
+/** The token of an Authorization header ("Bearer <token>"); undefined when there is none. */
+export function bearerToken(header: string | undefined): string | undefined {
+  if (header === undefined || header.length < 8 || header.slice(0, 7).toLowerCase() !== 'bearer ') return undefined
+  return header.slice(7).trim()
+}

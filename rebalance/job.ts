@@ -2,6 +2,7 @@
 // entry that is off its home on the home (version-checked), then drops it from where it was.
 import { RespErrorReply, type RespReply } from '../common/resp-reply-parser.ts'
 import type { RouterConfig } from '../router/config.ts'
+import { ShardAccess } from '../router/shard-access.ts'
 import type { CommandArg } from '../router/shard-connection.ts'
 import { ENTRY_HEADER_BYTES, entryValue, entryVersion } from '../shard/entry.ts'
 import { emptyTally, type RebalanceTally } from './metrics.ts'
@@ -56,6 +57,8 @@ export class RebalanceJob {
   private readonly options: RebalanceOptions
   private readonly tasks: ShardTask[]
   private readonly links = new Map<string, ShardLink>()
+  /** The links reach shards as a router does: over TLS and authenticated when the config says so. */
+  private readonly access: ShardAccess
   private stopping = false
 
   constructor(options: RebalanceOptions) {
@@ -74,8 +77,9 @@ export class RebalanceJob {
       maxQueue: Math.max(routerConnections.maxQueue, 2 * options.page * PARALLEL_SHARDS),
       timeoutMs: Math.max(routerConnections.timeoutMs, PAGE_TIMEOUT_MS),
     }
+    this.access = new ShardAccess(options.config.shardAccess, (message) => console.error(`rebalance: ${message}`))
     for (const [pool, poolConfig] of pools) {
-      for (const shard of poolConfig.shards) this.links.set(linkId(pool, shard.name), new ShardLink(pool, shard, connections, options.shardTimeoutMs))
+      for (const shard of poolConfig.shards) this.links.set(linkId(pool, shard.name), new ShardLink(pool, shard, connections, this.access, options.shardTimeoutMs))
     }
     this.tally = emptyTally(this.tasks.length)
   }
@@ -105,6 +109,7 @@ export class RebalanceJob {
       await Promise.all(Array.from({ length: Math.min(PARALLEL_SHARDS, queue.length) }, worker))
     } finally {
       for (const link of this.links.values()) link.close()
+      this.access.close()
     }
     return { tally: this.tally, failedShards }
   }

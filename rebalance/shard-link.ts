@@ -3,6 +3,7 @@
 import { RespErrorReply, type RespReply } from '../common/resp-reply-parser.ts'
 import type { RouterConfig, ShardConfig } from '../router/config.ts'
 import { QueueFullError, ShardConnectionError, ShardReplyLostError, ShardTimeoutError } from '../router/errors.ts'
+import type { ShardAccess } from '../router/shard-access.ts'
 import { ShardDestination } from '../router/shard-destination.ts'
 import type { CommandArg } from '../router/shard-connection.ts'
 import { systemClock, type Clock } from './rate-limiter.ts'
@@ -23,12 +24,12 @@ export class ShardLink {
   /** Set once the shard timeout passed: later commands fail at once instead of waiting again. */
   private unreachable: string | null = null
 
-  constructor(pool: string, shard: ShardConfig, connections: RouterConfig['connections'], timeoutMs: number, clock: Clock = systemClock) {
+  constructor(pool: string, shard: ShardConfig, connections: RouterConfig['connections'], access: ShardAccess, timeoutMs: number, clock: Clock = systemClock) {
     this.name = `${pool}/${shard.name}`
     this.timeoutMs = timeoutMs
     this.clock = clock
     const endpoint = shard.primary.address
-    this.destination = new ShardDestination({ pool, shard: shard.name, role: 'primary', index: 0, endpoint }, connections)
+    this.destination = new ShardDestination({ pool, shard: shard.name, role: 'primary', index: 0, endpoint }, connections, access)
   }
 
   /**

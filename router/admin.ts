@@ -1,15 +1,21 @@
 // The router's admin HTTP server: /metrics, /healthz, /readyz, /admin/config (the route tree),
 // /admin/topology (for direct-mode clients), /admin/route/:key, /admin/hotkeys, /admin/shards, and /admin/shards/:name/* forwarded to that shard's admin.
+// With tenants, everything but the health probes (and /metrics, when the config leaves it open) is for admin tokens.
 import proxy from '@fastify/http-proxy'
+import { Agent, buildConnector } from 'undici'
 import type { ShedReason } from '../common/connection-limiter.ts'
-import { HttpError } from '../common/http-errors.ts'
-import { createHttpServer, type ConnectionSettings } from '../common/http-server.ts'
+import { HttpError, errorBody } from '../common/http-errors.ts'
+import { createHttpServer, type ConnectionSettings, type HttpServerOptions } from '../common/http-server.ts'
 import { keyFromPath } from '../common/key-api.ts'
 import type { Logger } from '../common/logger.ts'
-import { formatEndpoint, type DestinationConfig, type RouterConfig } from './config.ts'
+import type { ServerTls } from '../common/tls-files.ts'
+import { formatEndpoint, type DestinationConfig, type Endpoint, type RouterConfig } from './config.ts'
 import type { RouterMetrics } from './metrics.ts'
 import type { PoolLayout, RouteTree } from './route-tree.ts'
+import type { ShardAccess } from './shard-access.ts'
 import type { ShardDestination } from './shard-destination.ts'
+import { bearerToken } from '../common/secrets.ts'
+import { NAMESPACE_SEPARATOR, type Tenant, type TenantAccess } from './tenants.ts'
 
 export interface RouterAdminOptions {
   log: Logger
@@ -23,7 +29,13 @@ export interface RouterAdminOptions {
   /** False until the first config is loaded, and again while shutting down. */
   started(): boolean
   reloads(): { generation: number; lastError: string | null; loadedAt: string }
+  /** Serve HTTPS with these certificates. */
+  tls?: ServerTls
+  onTlsFailure?: HttpServerOptions['onTlsFailure']
 }
+
+/** What answers without a token even with tenants: probes must work without credentials. */
+const HEALTH_PROBES = new Set(['/healthz', '/readyz'])
 
 export async function createRouterAdmin(options: RouterAdminOptions) {
   const { metrics } = options
@@ -33,6 +45,28 @@ export async function createRouterAdmin(options: RouterAdminOptions) {
     connections: options.connections,
     onConnectionShed: options.onConnectionShed,
     maxJsonDepth: () => options.tree().config.limits.maxJsonDepth,
+    tls: options.tls,
+    onTlsFailure: options.onTlsFailure,
+  })
+
+  // A callback hook, before routing to any handler (the proxied routes too): what is refused here reaches no shard.
+  app.addHook('onRequest', (request, reply, done) => {
+    const tree = options.tree()
+    const route = request.routeOptions.url ?? ''
+    if (tree.access.open || HEALTH_PROBES.has(route) || (route === '/metrics' && tree.config.admin.metrics === 'open')) return done()
+    const tenant = tree.access.authenticate(bearerToken(request.headers.authorization))
+    if (typeof tenant === 'string') {
+      tree.authFailures.record(tenant, request.ip, 'admin')
+      reply.code(401).header('www-authenticate', 'Bearer realm="shardline"').type('application/json')
+        .send(errorBody(tenant === 'missing_token' ? 'the admin port needs an admin tenant\'s token: Authorization: Bearer <token>' : 'the token is not valid', 'unauthorized'))
+      return
+    }
+    if (!tenant.permissions.has('admin')) {
+      tree.authFailures.record('forbidden', request.ip, 'admin')
+      reply.code(403).type('application/json').send(errorBody(`tenant ${tenant.name} has no admin permission`, 'forbidden'))
+      return
+    }
+    done()
   })
 
   app.get('/metrics', async (_request, reply) => {
@@ -47,26 +81,44 @@ export async function createRouterAdmin(options: RouterAdminOptions) {
   })
   app.get('/admin/config', async () => {
     const tree = options.tree()
-    return { file: tree.config.file, ...options.reloads(), tree: tree.describe() }
+    return { file: tree.config.file, ...options.reloads(), ...securityConfig(tree.config), tree: tree.describe() }
   })
   app.get('/admin/topology', async () => {
     const tree = options.tree()
     return { generation: options.reloads().generation, config: topologyConfig(tree.config), migrations: openMigrations(tree.layouts) }
   })
-  app.get<{ Params: { key: string } }>('/admin/route/:key', async (request) => {
-    const key = keyFromPath(request.params.key, options.tree().config.limits.maxKeyBytes)
-    return { key: request.params.key, steps: options.tree().explain(key) }
+  // ?tenant=<name>: the key as that tenant sends it, routed within its namespace and pool.
+  app.get<{ Params: { key: string }; Querystring: { tenant?: unknown } }>('/admin/route/:key', async (request) => {
+    const tree = options.tree()
+    const tenant = tenantNamed(tree.access, request.query.tenant)
+    const key = keyFromPath(request.params.key, tree.config.limits.maxKeyBytes)
+    return { key: request.params.key, tenant: tenant?.name ?? null, steps: tree.explain(key, tenant ?? undefined) }
   })
-  app.get('/admin/hotkeys', async () => ({
-    pools: Object.fromEntries(options.tree().hotKeyRoutes.map((route) => [route.pool, route.heavyHitters().map((hitter) => ({
-      key: Buffer.from(hitter.key, 'latin1').toString('utf8'),
-      ratePerSecond: Math.round(hitter.rate),
-      share: Number(hitter.share.toFixed(5)),
-      spread: hitter.hot,
-    }))])),
-  }))
+  // Each hot key with its tenant, as the tenant sends it; ?tenant=<name>: that tenant's only.
+  app.get<{ Querystring: { tenant?: unknown } }>('/admin/hotkeys', async (request) => {
+    const tree = options.tree()
+    const only = tenantNamed(tree.access, request.query.tenant)
+    const owners = namespaceOwners(tree.access)
+    return {
+      pools: Object.fromEntries(tree.hotKeyRoutes.map((route) => [route.pool, route.heavyHitters().flatMap((hitter) => {
+        const separator = hitter.key.indexOf(NAMESPACE_SEPARATOR)
+        const owner = separator < 0 ? undefined : owners.get(hitter.key.slice(0, separator + 1))
+        // A tenant without a namespace (an admin) sends the keys outside every namespace.
+        if (only && (owner === undefined ? only.keyPrefix !== '' : owner.keyPrefix !== only.keyPrefix)) return []
+        return [{
+          key: Buffer.from(owner === undefined ? hitter.key : hitter.key.slice(owner.keyPrefix.length), 'latin1').toString('utf8'),
+          tenant: owner?.name ?? null,
+          ratePerSecond: Math.round(hitter.rate),
+          share: Number(hitter.share.toFixed(5)),
+          spread: hitter.hot,
+        }]
+      })])),
+    }
+  })
+  const shardAdmins = new ShardAdmins(() => options.tree().shardAccess)
+  app.addHook('onClose', async () => shardAdmins.close())
   app.get('/admin/shards', async () => ({
-    destinations: await Promise.all(options.tree().destinations.map(async (d) => ({ ...describeDestination(d), replication: await replicationOf(d) }))),
+    destinations: await Promise.all(options.tree().destinations.map(async (d) => ({ ...describeDestination(d), replication: await shardAdmins.replicationOf(d) }))),
   }))
 
   // /admin/shards/s0/stats -> s0's primary admin /stats; /admin/shards/s0.replica1/… -> its first replica.
@@ -89,8 +141,13 @@ export async function createRouterAdmin(options: RouterAdminOptions) {
         if (!destination) throw new HttpError(404, 'unknown_shard', `no shard or replica named "${name}"`)
         if (!destination.id.admin) throw new HttpError(404, 'no_admin_address', `the config gives no admin address for ${name}`)
       },
+      undici: shardAdmins.agent,
       replyOptions: {
-        getUpstream: (request) => `http://${formatEndpoint(adminOf((request.params as { name: string }).name)!.id.admin!)}`,
+        getUpstream: (request) => shardAdmins.origin(adminOf((request.params as { name: string }).name)!.id.admin!),
+        // The caller's admin token is the router's to check, never a shard's to see: the shard gets the router's own credential.
+        rewriteRequestHeaders: (_request, headers) => shardAdmins.headers(headers),
+        // reply-from calls what it does not classify (a certificate the CA did not sign, a dropped connection) a 500: it is the shard's side that failed.
+        onError: (reply, { error }) => reply.send((error as { statusCode?: number }).statusCode === 500 ? new HttpError(502, 'upstream_error', `the shard's admin could not be reached: ${error.message}`) : error),
       },
     })
   })
@@ -143,18 +200,83 @@ export function openMigrations(layouts: ReadonlyMap<string, PoolLayout>, now = D
   }]))
 }
 
+/** The tenant a ?tenant= names (none when absent); an unknown name is a 404, not everyone's view. */
+function tenantNamed(access: TenantAccess, name: unknown): Tenant | null {
+  if (name === undefined) return null
+  const tenant = typeof name === 'string' ? access.byName(name) : undefined
+  if (!tenant) throw new HttpError(404, 'unknown_tenant', `no tenant named ${JSON.stringify(name).slice(0, 100)}`)
+  return tenant
+}
+
+/** Each namespace's key prefix with the tenant a key under it is shown as (the first declared, when tenants share one). */
+function namespaceOwners(access: TenantAccess): Map<string, Tenant> {
+  const owners = new Map<string, Tenant>()
+  for (const tenant of access.tenants) if (tenant.keyPrefix !== '' && !owners.has(tenant.keyPrefix)) owners.set(tenant.keyPrefix, tenant)
+  return owners
+}
+
+/** The security settings without their secrets: who the tenants are and what they may do, whether a shard password is set, which files hold certificates. */
+function securityConfig(config: RouterConfig) {
+  return {
+    tenants: config.tenants.map(({ name, permissions, namespace, pool, rateLimit }) => ({ name, permissions, namespace, pool, rateLimit })),
+    tls: config.tls,
+    admin: config.admin,
+    shardAccess: { password: config.shardAccess.password === null ? null : '(set)', tls: config.shardAccess.tls },
+  }
+}
+
 /** How long /admin/shards waits for a shard's /stats before saying it could not tell. */
 const SHARD_STATS_TIMEOUT_MS = 500
 
-// The replication part of the shard's own /stats: role, offset, peers and their lag, links.
-async function replicationOf(d: ShardDestination): Promise<unknown> {
-  if (!d.id.admin) return { error: 'the config gives no admin address for this destination' }
-  try {
-    const response = await fetch(`http://${formatEndpoint(d.id.admin)}/stats`, { signal: AbortSignal.timeout(SHARD_STATS_TIMEOUT_MS) })
-    if (!response.ok) return { error: `its /stats answered ${response.status}` }
-    return ((await response.json()) as { replication?: unknown }).replication ?? { error: 'its /stats has no replication section' }
-  } catch (error) {
-    return { error: `its /stats could not be read: ${(error as Error).message}` }
+/**
+ * Requests to shards' admin ports, as the shard access says: HTTPS verified against its CA (read
+ * at each connect, so a renewed CA applies) and its password as the bearer token.
+ */
+class ShardAdmins {
+  readonly agent: Agent
+  private readonly access: () => ShardAccess
+
+  constructor(access: () => ShardAccess) {
+    this.access = access
+    this.agent = new Agent({
+      connect: (target, callback) => {
+        const tls = access().tls
+        const options = tls && target.protocol === 'https:' ? tls.connectOptions(target.hostname) : {}
+        // A configured serverName wins over the host name undici would send.
+        buildConnector(options)({ ...target, servername: options.servername ?? target.servername }, callback)
+      },
+    })
+  }
+
+  origin(admin: Endpoint): string {
+    return `${this.access().tls ? 'https' : 'http'}://${formatEndpoint(admin)}`
+  }
+
+  headers(headers: Record<string, string | string[] | undefined>): Record<string, string | string[] | undefined> {
+    const forwarded = { ...headers }
+    delete forwarded.authorization
+    const password = this.access().password
+    if (password) forwarded.authorization = `Bearer ${password()}`
+    return forwarded
+  }
+
+  // The replication part of the shard's own /stats: role, offset, peers and their lag, links.
+  async replicationOf(d: ShardDestination): Promise<unknown> {
+    if (!d.id.admin) return { error: 'the config gives no admin address for this destination' }
+    try {
+      const response = await this.agent.request({ origin: this.origin(d.id.admin), path: '/stats', method: 'GET', headers: this.headers({}), signal: AbortSignal.timeout(SHARD_STATS_TIMEOUT_MS) })
+      if (response.statusCode !== 200) {
+        await response.body.dump()
+        return { error: `its /stats answered ${response.statusCode}` }
+      }
+      return ((await response.body.json()) as { replication?: unknown }).replication ?? { error: 'its /stats has no replication section' }
+    } catch (error) {
+      return { error: `its /stats could not be read: ${(error as Error).message}` }
+    }
+  }
+
+  close(): Promise<void> {
+    return this.agent.close()
   }
 }
 

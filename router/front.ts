@@ -1,17 +1,23 @@
 // The router's HTTP front (the seed API): GET/POST/DELETE /:key, counters and POST /-/batch as Ops
 // for the current route tree, results rendered within the per-batch and router-wide response budgets.
+// With tenants, each request's bearer token names its tenant, whose permissions and rate limit let it in.
+import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { ShedReason } from '../common/connection-limiter.ts'
 import type { HybridLogicalClock } from '../common/hlc.ts'
 import { HttpError, errorBody } from '../common/http-errors.ts'
 import { createHttpServer, type ConnectionSettings } from '../common/http-server.ts'
 import { keyFromPath, readWriteRequest, ttlSchema, ttlToMs, wantsRawBytes, writeRouteBodySchema } from '../common/key-api.ts'
 import type { Logger } from '../common/logger.ts'
+import type { ServerTls } from '../common/tls-files.ts'
 import { encodeJsonValue, jsonValueBody, jsonValueParts } from '../common/value-codec.ts'
-import type { RouterConfig } from './config.ts'
+import type { Permission, RouterConfig } from './config.ts'
 import type { FrontOp, RouterMetrics } from './metrics.ts'
 import type { RouteTree } from './route-tree.ts'
 import type { ResponseBudget } from './response-budget.ts'
 import type { Op, OpResult } from './routes/route.ts'
+import { admit, forbidden, rateLimitedMessage } from './routes/tenant-route.ts'
+import { bearerToken } from '../common/secrets.ts'
+import type { Tenant } from './tenants.ts'
 
 export interface FrontOptions {
   log: Logger
@@ -27,6 +33,9 @@ export interface FrontOptions {
   budget: ResponseBudget
   /** The tree to route through; read once per request so a reload never splits one. */
   tree(): RouteTree
+  /** Serve HTTPS with these certificates (reloaded as their files change). */
+  tls?: ServerTls
+  onTlsFailure?(error: Error, remoteAddress: string | undefined): void
 }
 
 /** The batch path: a literal "/" cannot appear in a key's path segment, so no key reaches it. */
@@ -47,41 +56,75 @@ export function createFront(options: FrontOptions) {
     connections: options.connections,
     onConnectionShed: options.onConnectionShed,
     maxJsonDepth: () => options.tree().config.limits.maxJsonDepth,
+    tls: options.tls,
+    onTlsFailure: options.onTlsFailure,
   })
   const { budget } = options
   // Every reply, errors included, is counted by op and status, timed by fastify (elapsedTime runs
   // from routing to the response's end). Declared up front so every request object keeps one shape.
   app.decorateRequest('frontOp', undefined)
   app.decorateRequest('heldBytes', 0)
+  app.decorateRequest('tenant', undefined)
   // A callback hook: an async one costs a promise and a microtask on every request.
   app.addHook('onResponse', (request, reply, done) => {
     metrics.observe(request.frontOp ?? 'get', reply.statusCode, reply.elapsedTime)
     done()
   })
 
+  // Every request, unknown paths too, names its tenant when there are tenants (one boolean when not).
+  app.addHook('onRequest', (request, reply, done) => {
+    const tree = options.tree()
+    if (tree.access.open) return done()
+    const found = tree.access.authenticate(bearerToken(request.headers.authorization))
+    if (typeof found !== 'string') {
+      request.tenant = found
+      return done()
+    }
+    tree.authFailures.record(found, request.ip, 'data')
+    const message = found === 'missing_token' ? 'this router needs a tenant\'s token: Authorization: Bearer <token>' : 'the token is not valid'
+    reply.code(401).header('www-authenticate', 'Bearer realm="shardline"').type('application/json').send(errorBody(message, 'unauthorized'))
+  })
+
+  /** The request's tenant, let in for what it needs (both, for a batch of reads and writes) at cost ops; undefined without tenants. */
+  function letIn(request: FastifyRequest, reply: FastifyReply, tree: RouteTree, cost: number, needs: Permission, alsoNeeds?: Permission): Tenant | undefined {
+    const tenant = request.tenant
+    if (tenant === undefined) return undefined
+    const refusal = admit(tenant, needs, cost, metrics, alsoNeeds)
+    if (refusal === 0) return tenant
+    if (typeof refusal === 'string') {
+      tree.authFailures.record('forbidden', request.ip, 'data')
+      throw forbidden(tenant, refusal)
+    }
+    reply.header('retry-after', String(Math.max(1, Math.ceil(refusal / 1000))))
+    throw new HttpError(429, 'rate_limited', rateLimitedMessage(tenant, refusal))
+  }
+
   app.get<{ Params: { key: string } }>('/:key', async (request, reply) => {
     request.frontOp = 'get'
     const tree = options.tree()
-    const result = await tree.route({ kind: 'get', key: keyFromPath(request.params.key, tree.config.limits.maxKeyBytes) })
+    const tenant = letIn(request, reply, tree, 1, 'read')
+    const result = await tree.route({ kind: 'get', key: keyFromPath(request.params.key, tree.config.limits.maxKeyBytes), tenant })
     if (result.kind !== 'get' || !result.found) return reply.code(404).type('application/json').send(NOT_FOUND)
     budget.hold(request, reply, result.value.length, tree.config.limits.maxInFlightResponseBytes)
     if (wantsRawBytes(request.headers.accept)) return reply.type('application/octet-stream').send(result.value)
     return reply.type('application/json').send(jsonValueBody(result.value, result.flags))
   })
 
-  app.post<{ Params: { key: string }; Querystring: { ttl?: string } }>('/:key', { schema: { body: writeRouteBodySchema } }, async (request) => {
+  app.post<{ Params: { key: string }; Querystring: { ttl?: string } }>('/:key', { schema: { body: writeRouteBodySchema } }, async (request, reply) => {
     request.frontOp = 'set'
     const tree = options.tree()
+    const tenant = letIn(request, reply, tree, 1, 'write')
     const key = keyFromPath(request.params.key, tree.config.limits.maxKeyBytes)
     const write = readWriteRequest(request.body, request.query.ttl, tree.config.limits.maxValueBytes)
-    const result = await tree.route({ kind: 'set', key, value: write.bytes, flags: write.flags, ttlMs: write.ttlMs, version: clock.next() })
+    const result = await tree.route({ kind: 'set', key, value: write.bytes, flags: write.flags, ttlMs: write.ttlMs, version: clock.next(), tenant })
     return { stored: result.kind === 'set' && result.stored }
   })
 
-  app.delete<{ Params: { key: string } }>('/:key', async (request) => {
+  app.delete<{ Params: { key: string } }>('/:key', async (request, reply) => {
     request.frontOp = 'delete'
     const tree = options.tree()
-    const result = await tree.route({ kind: 'delete', key: keyFromPath(request.params.key, tree.config.limits.maxKeyBytes), version: clock.next() })
+    const tenant = letIn(request, reply, tree, 1, 'write')
+    const result = await tree.route({ kind: 'delete', key: keyFromPath(request.params.key, tree.config.limits.maxKeyBytes), version: clock.next(), tenant })
     return { deleted: result.kind === 'delete' && result.deleted }
   })
 
@@ -98,7 +141,8 @@ export function createFront(options: FrontOptions) {
   }, async (request, reply) => {
     request.frontOp = 'incr'
     const tree = options.tree()
-    const result = await tree.route({ kind: 'incr', key: keyFromPath(request.params.key, tree.config.limits.maxKeyBytes), by: BigInt(request.body.by ?? 1) })
+    const tenant = letIn(request, reply, tree, 1, 'write')
+    const result = await tree.route({ kind: 'incr', key: keyFromPath(request.params.key, tree.config.limits.maxKeyBytes), by: BigInt(request.body.by ?? 1), tenant })
     // A batched increment's new total is not known without reading every sub-counter.
     if (result.kind === 'incr' && result.value !== null) return reply.type('application/json').send(`{"value":${result.value}}`)
     return { acknowledged: true }
@@ -107,7 +151,8 @@ export function createFront(options: FrontOptions) {
   app.get<{ Params: { key: string } }>('/:key/counter', async (request, reply) => {
     request.frontOp = 'counter'
     const tree = options.tree()
-    const result = await tree.route({ kind: 'counter', key: keyFromPath(request.params.key, tree.config.limits.maxKeyBytes) })
+    const tenant = letIn(request, reply, tree, 1, 'read')
+    const result = await tree.route({ kind: 'counter', key: keyFromPath(request.params.key, tree.config.limits.maxKeyBytes), tenant })
     return reply.type('application/json').send(`{"value":${result.kind === 'counter' ? result.value : 0}}`)
   })
 
@@ -139,10 +184,14 @@ export function createFront(options: FrontOptions) {
     if (request.body.ops.length > tree.config.limits.maxBatchOps) {
       throw new HttpError(400, 'invalid_request', `a batch holds at most ${tree.config.limits.maxBatchOps} ops, this one ${request.body.ops.length}`)
     }
+    // Every op's permission, then the batch's cost (its op count), before any op is sent.
+    const readsAny = request.body.ops.some((item) => item.op === 'get')
+    const writesAny = request.body.ops.some((item) => item.op !== 'get')
+    const tenant = request.body.ops.length === 0 ? undefined : letIn(request, reply, tree, request.body.ops.length, readsAny ? 'read' : 'write', readsAny && writesAny ? 'write' : undefined)
     // Validate every op before sending any, so a bad batch changes nothing.
     const ops = request.body.ops.map((item, index) => {
       try {
-        return toOp(item, tree.config.limits)
+        return toOp(item, tree.config.limits, tenant)
       } catch (error) {
         if (error instanceof HttpError) throw new HttpError(error.statusCode, error.code, `ops[${index}]: ${error.message}`)
         throw error
@@ -167,16 +216,16 @@ export function createFront(options: FrontOptions) {
     return reply.type('application/json').send(await renderBatch(pending, ops.length, holdValue, maxBatchResponseBytes))
   })
 
-  function toOp(item: BatchItem, limits: RouterConfig['limits']): Op {
+  function toOp(item: BatchItem, limits: RouterConfig['limits'], tenant: Tenant | undefined): Op {
     const key = keyFromPath(item.key, limits.maxKeyBytes)
     if (item.op === 'get' || item.op === 'delete') {
       if (item.value !== undefined || item.ttl !== undefined || item.encoding !== undefined) throw new HttpError(400, 'invalid_request', `${item.op} takes no value, ttl or encoding`)
-      return item.op === 'get' ? { kind: 'get', key } : { kind: 'delete', key, version: clock.next() }
+      return item.op === 'get' ? { kind: 'get', key, tenant } : { kind: 'delete', key, version: clock.next(), tenant }
     }
     if (!('value' in item)) throw new HttpError(400, 'invalid_request', 'set needs a value')
     const encoded = item.encoding === 'base64' ? { bytes: base64Bytes(item.value), flags: 0 } : encodeJsonValue(item.value)
     if (encoded.bytes.length > limits.maxValueBytes) throw new HttpError(413, 'too_large', `value is ${encoded.bytes.length} bytes, the limit is ${limits.maxValueBytes}`)
-    return { kind: 'set', key, value: encoded.bytes, flags: encoded.flags, ttlMs: ttlToMs(item.ttl), version: clock.next() }
+    return { kind: 'set', key, value: encoded.bytes, flags: encoded.flags, ttlMs: ttlToMs(item.ttl), version: clock.next(), tenant }
   }
 
   return app
@@ -315,5 +364,7 @@ function renderError(error: unknown): Buffer[] {
 declare module 'fastify' {
   interface FastifyRequest {
     frontOp?: FrontOp
+    /** Who asked (set on every request once the router has tenants). */
+    tenant?: Tenant
   }
 }

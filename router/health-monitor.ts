@@ -3,6 +3,7 @@
 // jitter to re-admit, and a per-pool cap so a router cut off from the network keeps serving.
 // An unreadable reply is logged, not counted: it fails one op, not the destination.
 import type { Logger } from '../common/logger.ts'
+import { ThrottledWarning } from '../common/throttled-warning.ts'
 import type { RouterConfig } from './config.ts'
 import type { ShardDestination } from './shard-destination.ts'
 
@@ -15,11 +16,15 @@ export class HealthMonitor {
   private readonly heartbeatsInFlight = new Set<ShardDestination>()
 
   private readonly onKnockout: (destination: ShardDestination) => void
+  // Said once per burst: a shard that keeps refusing connections (a wrong password, an untrusted
+  // certificate) fails every reconnect of every connection.
+  private readonly atCap: ThrottledWarning
 
   constructor(settings: RouterConfig['health'], destinations: readonly ShardDestination[], log: Logger, onKnockout: (destination: ShardDestination) => void) {
     this.settings = settings
     this.log = log
     this.onKnockout = onKnockout
+    this.atCap = new ThrottledWarning(log, 'not knocking out: the pool is at its knock-out cap')
     for (const destination of destinations) {
       const pool = this.pools.get(destination.id.pool) ?? []
       pool.push(destination)
@@ -90,7 +95,7 @@ export class HealthMonitor {
     const knockedOut = pool.filter((d) => d.health.knockedOut).length
     if (knockedOut >= cap) {
       if (health.consecutiveFailures === this.settings.failuresBeforeKnockout || hard) {
-        this.log.warn({ destination: destination.name, knockedOut, cap }, 'not knocking out: the pool is at its knock-out cap')
+        this.atCap.warn({ destination: destination.name, knockedOut, cap, reason: error.message })
       }
       return
     }

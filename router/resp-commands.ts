@@ -1,16 +1,20 @@
-// The RESP front's commands: each one's arity and how its arguments become Ops for the route tree
-// (checked against the config's limits first) and its results a reply, in Redis's words.
+// The RESP front's commands: each one's arity, the permission it needs, and how its arguments become
+// Ops for the route tree (checked against the config's limits first) and its results a reply, in
+// Redis's words; AUTH and HELLO's AUTH name the connection's tenant.
 import type { HybridLogicalClock } from '../common/hlc.ts'
 import { CommandError, INT64_MAX_CHARS, SYNTAX, int64FromText, invalidExpireTime, negateDelta, printable, toSeconds, ttlMsFromInt64, unknownCommandMessage } from '../common/resp-arguments.ts'
-import type { RouterConfig } from './config.ts'
+import type { Permission, RouterConfig } from './config.ts'
 import { ErrorReply, OK, Status, type Reply } from './resp-reply.ts'
 import type { RouteTree } from './route-tree.ts'
+import type { Tenant } from './tenants.ts'
 import type { Op, OpResult } from './routes/route.ts'
 
 /** What a command may use besides its arguments: the tree (read once per command) and its connection. */
 export interface CommandContext {
   /** The tree's config; ops go through route. */
   tree: RouteTree
+  /** Who the connection's ops are for; undefined when the router has no tenants. */
+  tenant: Tenant | undefined
   /** Routes an op through the tree in the connection's order for its key (resp-key-order.ts). */
   route(op: Op): Promise<OpResult>
   clock: HybridLogicalClock
@@ -20,6 +24,10 @@ export interface CommandContext {
   info(): string
   /** Close the connection once the replies so far are written. */
   quit(): void
+  /** Names the connection's tenant: the one holding token (and named user, unless user is null or "default"); false for none. */
+  authenticate(user: string | null, token: string): boolean
+  /** The router has no tenants, or the connection has named its own. */
+  authenticated(): boolean
 }
 
 export interface CommandSpec {
@@ -27,28 +35,39 @@ export interface CommandSpec {
   name: string
   /** Redis convention: n = exactly n arguments (name included), -n = at least n. */
   arity: number
+  /** What a tenant needs to run it; absent: a connection command, open to every authenticated client. */
+  permission?: Permission
+  /** A multi-key command's arguments per key (1, or 2 for key-value pairs): it costs a rate-limit token per key. */
+  keyStep?: number
   run(ctx: CommandContext, args: Buffer[]): Reply | Promise<Reply>
 }
+
+/** What answers before AUTH when the router has tenants. */
+export const BEFORE_AUTH: ReadonlySet<string> = new Set(['auth', 'hello', 'ping', 'quit'])
+
+export const NOAUTH = 'NOAUTH Authentication required.'
+export const WRONGPASS = 'WRONGPASS invalid username-password pair or user is disabled.'
 
 const PONG = new Status('PONG')
 /** The Redis version the front answers as, for clients that look at it before using a command. */
 export const REDIS_VERSION = '7.0.0'
 
 const COMMAND_TABLE: Array<[string, Omit<CommandSpec, 'name'>]> = [
-  ['get', { arity: 2, run: (ctx, args) => route(ctx, { kind: 'get', key: key(ctx, args[1]) }, valueReply) }],
-  ['set', { arity: -3, run: runSet }],
-  ['del', { arity: -2, run: (ctx, args) => sum(ctx, keys(ctx, args, 1), (k) => ({ kind: 'delete', key: k, version: ctx.clock.next() }), (r) => r.kind === 'delete' && r.deleted) }],
-  ['exists', { arity: -2, run: (ctx, args) => sum(ctx, keys(ctx, args, 1), (k) => ({ kind: 'ttl', key: k }), (r) => r.kind === 'ttl' && r.ttlMs !== -2) }],
-  ['mget', { arity: -2, run: runMget }],
-  ['mset', { arity: -3, run: runMset }],
-  ['incr', { arity: 2, run: (ctx, args) => increment(ctx, args[1], 1n) }],
-  ['decr', { arity: 2, run: (ctx, args) => increment(ctx, args[1], -1n) }],
-  ['incrby', { arity: 3, run: (ctx, args) => increment(ctx, args[1], parseInt64(args[2])) }],
-  ['decrby', { arity: 3, run: (ctx, args) => increment(ctx, args[1], negateDelta(parseInt64(args[2]))) }],
-  ['expire', { arity: 3, run: (ctx, args) => expire(ctx, args, 1000n, 'expire') }],
-  ['pexpire', { arity: 3, run: (ctx, args) => expire(ctx, args, 1n, 'pexpire') }],
-  ['ttl', { arity: 2, run: (ctx, args) => route(ctx, { kind: 'ttl', key: key(ctx, args[1]) }, (r) => (r.kind === 'ttl' ? toSeconds(r.ttlMs) : -2)) }],
-  ['pttl', { arity: 2, run: (ctx, args) => route(ctx, { kind: 'ttl', key: key(ctx, args[1]) }, (r) => (r.kind === 'ttl' ? r.ttlMs : -2)) }],
+  ['get', { arity: 2, permission: 'read', run: (ctx, args) => route(ctx, { kind: 'get', key: key(ctx, args[1]) }, valueReply) }],
+  ['set', { arity: -3, permission: 'write', run: runSet }],
+  ['del', { arity: -2, permission: 'write', keyStep: 1, run: (ctx, args) => sum(ctx, keys(ctx, args, 1), (k) => ({ kind: 'delete', key: k, version: ctx.clock.next() }), (r) => r.kind === 'delete' && r.deleted) }],
+  ['exists', { arity: -2, permission: 'read', keyStep: 1, run: (ctx, args) => sum(ctx, keys(ctx, args, 1), (k) => ({ kind: 'ttl', key: k }), (r) => r.kind === 'ttl' && r.ttlMs !== -2) }],
+  ['mget', { arity: -2, permission: 'read', keyStep: 1, run: runMget }],
+  ['mset', { arity: -3, permission: 'write', keyStep: 2, run: runMset }],
+  ['incr', { arity: 2, permission: 'write', run: (ctx, args) => increment(ctx, args[1], 1n) }],
+  ['decr', { arity: 2, permission: 'write', run: (ctx, args) => increment(ctx, args[1], -1n) }],
+  ['incrby', { arity: 3, permission: 'write', run: (ctx, args) => increment(ctx, args[1], parseInt64(args[2])) }],
+  ['decrby', { arity: 3, permission: 'write', run: (ctx, args) => increment(ctx, args[1], negateDelta(parseInt64(args[2]))) }],
+  ['expire', { arity: 3, permission: 'write', run: (ctx, args) => expire(ctx, args, 1000n, 'expire') }],
+  ['pexpire', { arity: 3, permission: 'write', run: (ctx, args) => expire(ctx, args, 1n, 'pexpire') }],
+  ['ttl', { arity: 2, permission: 'read', run: (ctx, args) => route(ctx, { kind: 'ttl', key: key(ctx, args[1]) }, (r) => (r.kind === 'ttl' ? toSeconds(r.ttlMs) : -2)) }],
+  ['pttl', { arity: 2, permission: 'read', run: (ctx, args) => route(ctx, { kind: 'ttl', key: key(ctx, args[1]) }, (r) => (r.kind === 'ttl' ? r.ttlMs : -2)) }],
+  ['auth', { arity: -2, run: runAuth }],
   ['ping', { arity: -1, run: runPing }],
   ['echo', { arity: 2, run: (_ctx, args) => args[1] }],
   ['info', { arity: -1, run: (ctx) => ctx.info() }],
@@ -205,18 +224,31 @@ function runSelect(_ctx: CommandContext, args: Buffer[]): Reply {
   return OK
 }
 
-// HELLO [2 [SETNAME name]]: RESP2 only, its map as a flat array as Redis sends it in RESP2.
+// AUTH <token> or AUTH <tenant> <token>.
+function runAuth(ctx: CommandContext, args: Buffer[]): Reply {
+  if (args.length > 3) throw new CommandError(SYNTAX)
+  if (ctx.tree.access.open) throw new CommandError('ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?')
+  return ctx.authenticate(args.length === 3 ? args[1].toString('utf8') : null, args.at(-1)!.toString('utf8')) ? OK : new ErrorReply(WRONGPASS, 'wrongpass')
+}
+
+// HELLO [protover [AUTH tenant token] [SETNAME name]]: RESP2 only, its map as a flat array as Redis
+// sends it in RESP2. Its AUTH counts whatever the version, so a client asking for RESP3 with its
+// credentials is authenticated when it falls back to RESP2.
 function runHello(ctx: CommandContext, args: Buffer[]): Reply {
+  let credentials: { user: string; token: string } | null = null
   if (args.length > 1) {
     const text = args[1].length <= 20 ? args[1].toString('latin1') : ''
     if (!/^-?\d+$/.test(text)) throw new CommandError('ERR Protocol version is not an integer or out of range')
-    if (text !== '2') return new ErrorReply('NOPROTO sorry, this protocol version is not supported')
     for (let i = 2; i < args.length; i++) {
       const option = args[i].toString('latin1').toLowerCase()
       if (option === 'setname' && i + 1 < args.length) i++
+      else if (option === 'auth' && i + 2 < args.length) credentials = { user: args[++i].toString('utf8'), token: args[++i].toString('utf8') }
       else throw new CommandError(`ERR Syntax error in HELLO option '${printable(args[i])}'`)
     }
+    if (credentials && !ctx.tree.access.open && !ctx.authenticate(credentials.user, credentials.token)) return new ErrorReply(WRONGPASS, 'wrongpass')
+    if (text !== '2') return new ErrorReply('NOPROTO sorry, this protocol version is not supported')
   }
+  if (credentials === null && !ctx.authenticated()) return new ErrorReply('NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time', 'noauth')
   return ['server', 'redis', 'version', REDIS_VERSION, 'proto', 2, 'id', ctx.clientId, 'mode', 'standalone', 'role', 'master', 'modules', []]
 }
 

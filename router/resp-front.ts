@@ -1,7 +1,10 @@
 // The router's RESP front (the Redis protocol, limits.listen.resp): connections, pipelined commands
 // run concurrently through the route tree with replies written in order, and the bounds on clients.
+// With tenants, a connection runs data commands once AUTH names its tenant, within its permissions and rate limit;
+// over TLS when the config has certificates (redis-cli --tls).
 import { once } from 'node:events'
 import net from 'node:net'
+import tls, { type TLSSocket } from 'node:tls'
 import { performance } from 'node:perf_hooks'
 import type { HybridLogicalClock } from '../common/hlc.ts'
 import type { Logger } from '../common/logger.ts'
@@ -10,15 +13,18 @@ import { RESP_REQUEST_OVERHEAD_BYTES } from '../common/limits.ts'
 import { CommandError } from '../common/resp-arguments.ts'
 import { RespWriter } from '../common/resp-writer.ts'
 import { ThrottledWarnings } from '../common/throttled-warning.ts'
+import type { ServerTls } from '../common/tls-files.ts'
 import { VERSION } from '../common/version.ts'
 import type { RouterConfig } from './config.ts'
 import type { RouterMetrics } from './metrics.ts'
 import type { ResponseBudget } from './response-budget.ts'
-import { REDIS_VERSION, findCommand, unknownCommand, wrongArity, type CommandContext } from './resp-commands.ts'
+import { BEFORE_AUTH, NOAUTH, REDIS_VERSION, findCommand, unknownCommand, wrongArity, type CommandContext, type CommandSpec } from './resp-commands.ts'
 import { ErrorReply, routeErrorReply, valueBytes, writeReply, type Reply } from './resp-reply.ts'
 import { KeyOrder } from './resp-key-order.ts'
 import type { RouteTree } from './route-tree.ts'
 import type { Op } from './routes/route.ts'
+import { admit, rateLimitedMessage } from './routes/tenant-route.ts'
+import type { Tenant } from './tenants.ts'
 
 /** The limits read when the front starts (a restart applies new ones); the rest follow each reload. */
 export type RespListenLimits = Pick<RouterConfig['limits'], 'maxRespConnections' | 'maxRespQueryBufferBytes' | 'maxValueBytes' | 'idleTimeoutMs' | 'requestTimeoutMs'>
@@ -32,6 +38,9 @@ export interface RespFrontOptions {
   limits: RespListenLimits
   /** The tree to route through; read once per command. */
   tree(): RouteTree
+  /** Serve RESP over TLS with these certificates (reloaded as their files change). */
+  tls?: ServerTls
+  onTlsFailure?(error: Error, remoteAddress: string | undefined): void
 }
 
 /** A closed connection's last reply (QUIT, a protocol error) gets this long to be taken. */
@@ -76,7 +85,17 @@ export class RespFront {
       maxInlineBytes: 64 * 1024,
       maxQueryBufferBytes: options.limits.maxRespQueryBufferBytes,
     }
-    this.server = net.createServer({ noDelay: true }, (socket) => this.accept(socket))
+    const accept = (socket: net.Socket) => this.accept(socket)
+    const serverTls = options.tls
+    if (serverTls) {
+      const server = tls.createServer({ ...serverTls.options(), noDelay: true }, accept)
+      serverTls.attach(server)
+      const onTlsFailure = options.onTlsFailure
+      if (onTlsFailure) server.on('tlsClientError', (error: Error, socket: TLSSocket) => onTlsFailure(error, socket.remoteAddress))
+      this.server = server
+    } else {
+      this.server = net.createServer({ noDelay: true }, accept)
+    }
   }
 
   get clients(): number {
@@ -132,12 +151,35 @@ export class RespFront {
     const spec = findCommand(args[0])
     slot.command = spec ? spec.name : 'unknown'
     if (!spec) return unknownCommand(args)
+    const tree = this.options.tree()
+    // Before the arity: Redis answers NOAUTH to any command, well-formed or not.
+    if (!tree.access.open) {
+      const refusal = this.refusal(connection, tree, spec, args)
+      if (refusal !== null) return refusal
+    }
     if (spec.arity > 0 ? args.length !== spec.arity : args.length < -spec.arity) return wrongArity(spec.name)
     try {
-      return spec.run(connection.context(this.options.tree()), args)
+      return spec.run(connection.context(tree), args)
     } catch (error) {
       return this.failure(slot, error)
     }
+  }
+
+  /** Why a connection's command may not run (no tenant yet, a permission it lacks, its rate limit); null: it may. */
+  private refusal(connection: Connection, tree: RouteTree, spec: CommandSpec, args: Buffer[]): ErrorReply | null {
+    const tenant = connection.tenantOn(tree)
+    if (tenant === null) {
+      if (BEFORE_AUTH.has(spec.name)) return null
+      tree.authFailures.record('missing_token', connection.socket.remoteAddress, 'resp')
+      return new ErrorReply(NOAUTH, 'noauth')
+    }
+    if (spec.permission === undefined) return null
+    const cost = spec.keyStep === undefined ? 1 : Math.max(1, Math.floor((args.length - 1) / spec.keyStep))
+    const refused = admit(tenant, spec.permission, cost, this.options.metrics)
+    if (refused === 0) return null
+    if (typeof refused === 'number') return new ErrorReply(`ERR rate_limited: ${rateLimitedMessage(tenant, refused)}`, 'rate_limited')
+    tree.authFailures.record('forbidden', connection.socket.remoteAddress, 'resp')
+    return new ErrorReply(`NOPERM this tenant may not run the '${spec.name}' command (tenant ${tenant.name} has no ${refused} permission)`, 'noperm')
   }
 
   /** The reply to a command that failed: Redis's words, the route tree's code, or (a bug) logged and made safe. */
@@ -202,6 +244,9 @@ class Connection {
   private flushScheduled = false
   private readonly order = new KeyOrder()
   private commandContext: CommandContext | null = null
+  /** Who AUTH named, and on which tree: a reload finds the tenant again by name (gone: not authenticated). */
+  private tenant: Tenant | null = null
+  private tenantTree: RouteTree | null = null
   private readonly onCommand = (args: Buffer[]) => this.command(args)
   private readonly flushNow = () => {
     this.flushScheduled = false
@@ -224,20 +269,52 @@ class Connection {
     })
   }
 
-  /** The context commands run in, made again only when a reload brings another tree. */
+  /** The connection's tenant on tree; null before AUTH (or when a reload removed it). */
+  tenantOn(tree: RouteTree): Tenant | null {
+    if (this.tenant !== null && this.tenantTree !== tree) {
+      this.tenant = tree.access.byName(this.tenant.name) ?? null
+      this.tenantTree = tree
+    }
+    return this.tenant
+  }
+
+  /** The context commands run in, made again only when a reload or AUTH brings another tree or tenant. */
   context(tree: RouteTree): CommandContext {
-    if (this.commandContext?.tree !== tree) {
+    const tenant = this.tenantOn(tree) ?? undefined
+    if (this.commandContext?.tree !== tree || this.commandContext.tenant !== tenant) {
       const send = (op: Op) => tree.route(op)
+      // Ops are made afresh for each command, so stamping them costs no copy.
+      const route = tenant === undefined ? (op: Op) => this.order.route(op, send) : (op: Op) => {
+        op.tenant = tenant
+        return this.order.route(op, send)
+      }
       this.commandContext = {
         tree,
-        route: (op) => this.order.route(op, send),
+        tenant,
+        route,
         clock: this.front.options.clock,
         clientId: this.id,
         info: () => this.front.info(),
         quit: () => this.finish(),
+        authenticate: (user, token) => this.authenticate(tree, user, token),
+        authenticated: () => tree.access.open || this.tenantOn(tree) !== null,
       }
     }
     return this.commandContext
+  }
+
+  // A failed AUTH leaves the connection as it was (Redis keeps the user it had).
+  private authenticate(tree: RouteTree, user: string | null, token: string): boolean {
+    const found = tree.access.authenticate(token)
+    // "default" is what clients send when given a password only.
+    const named = typeof found !== 'string' && (user === null || user === found.name || (user === 'default' && tree.access.byName('default') === undefined))
+    if (!named) {
+      tree.authFailures.record(typeof found === 'string' ? found : 'bad_token', this.socket.remoteAddress, 'resp')
+      return false
+    }
+    this.tenant = found
+    this.tenantTree = tree
+    return true
   }
 
   /** Nothing in flight, nothing unread, no request half-arrived. */

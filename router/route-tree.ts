@@ -1,7 +1,8 @@
-// Builds the route tree a config describes (prefix -> hot keys -> [warm-up] -> pool -> failover ->
-// destinations) with its own connections and health monitor, counts ops in flight, and closes once drained.
+// Builds the route tree a config describes (tenant -> prefix -> hot keys -> [warm-up] -> pool -> failover ->
+// destinations) with its own tenants, connections and health monitor, counts ops in flight, and closes once drained.
 import type { Logger } from '../common/logger.ts'
 import { HashRing } from '../common/ring.ts'
+import { AuthFailures } from './auth-failures.ts'
 import type { PoolConfig, RouterConfig } from './config.ts'
 import { HealthMonitor } from './health-monitor.ts'
 import type { HotKeyMetrics, WarmUpMetrics } from './metrics.ts'
@@ -12,8 +13,11 @@ import { HotKeyRoute } from './routes/hot-key-route.ts'
 import { type PoolRoute, RingPoolRoute } from './routes/pool-route.ts'
 import { PrefixRoute } from './routes/prefix-route.ts'
 import type { Op, OpResult, Route, RouteStep } from './routes/route.ts'
+import { TenantRoute } from './routes/tenant-route.ts'
 import { WarmUpRoute } from './routes/warm-up-route.ts'
+import { ShardAccess } from './shard-access.ts'
 import { ShardDestination } from './shard-destination.ts'
+import { TenantAccess, type AuthFailure, type Tenant } from './tenants.ts'
 
 /** What a reload carries from one tree to the next, per pool: where keys hash, and the running window. */
 export interface PoolLayout {
@@ -24,14 +28,27 @@ export interface PoolLayout {
 /** What a new tree takes from the one before it: its config and its pools' layouts. */
 export type PreviousLayouts = Pick<RouteTree, 'config' | 'layouts'>
 
+/** What the tree's routes report; authFailures is absent in a direct-mode client, which has no tenants. */
+export interface RouteTreeMetrics {
+  hotKeys: HotKeyMetrics
+  warmUp: WarmUpMetrics
+  authFailures?: { inc(labels: { reason: AuthFailure }): void }
+}
+
 export class RouteTree {
   readonly config: RouterConfig
   readonly generation: number
   readonly destinations: readonly ShardDestination[]
   readonly hotKeyRoutes: HotKeyRoute[] = []
   readonly layouts = new Map<string, PoolLayout>()
+  /** The config's tenants; a reload swaps them with the tree. */
+  readonly access: TenantAccess
+  /** How every destination of the tree reaches its shard (TLS, password); closed with the tree. */
+  readonly shardAccess: ShardAccess
+  /** Where every port reports a request refused for its credentials. */
+  readonly authFailures: AuthFailures
   private readonly warmUpRoutes = new Map<string, WarmUpRoute>()
-  private readonly root: Route
+  private readonly root: TenantRoute
   private readonly health: HealthMonitor
   private active = 0
   private drained: (() => void) | null = null
@@ -40,9 +57,18 @@ export class RouteTree {
    * previous: the tree this one replaces on a reload, whose layouts open or carry migration windows
    * (or, for a direct-mode client's first tree, the windows its router has open).
    */
-  constructor(config: RouterConfig, generation: number, log: Logger, onKnockout: (destination: ShardDestination) => void, metrics: { hotKeys: HotKeyMetrics; warmUp: WarmUpMetrics }, previous?: PreviousLayouts) {
+  constructor(config: RouterConfig, generation: number, log: Logger, onKnockout: (destination: ShardDestination) => void, metrics: RouteTreeMetrics, previous?: PreviousLayouts) {
     this.config = config
     this.generation = generation
+    // First: a token file that cannot be read refuses the config before any connection opens.
+    this.access = new TenantAccess(config.tenants, log)
+    try {
+      this.shardAccess = new ShardAccess(config.shardAccess, (problem) => log.error(problem))
+    } catch (error) {
+      this.access.close()
+      throw error
+    }
+    this.authFailures = new AuthFailures(log, (reason) => metrics.authFailures?.inc({ reason }))
     const destinations: ShardDestination[] = []
     const pools = new Map<string, Route>()
     for (const [poolName, pool] of Object.entries(config.pools)) {
@@ -55,7 +81,7 @@ export class RouteTree {
           index,
           endpoint: destination.address,
           admin: destination.admin,
-        }, config.connections))
+        }, config.connections, this.shardAccess))
         destinations.push(...chain)
         shards.set(shard.name, new FailoverRoute(shard.name, chain))
       }
@@ -68,10 +94,11 @@ export class RouteTree {
     this.destinations = destinations
     // Keys are compared as their UTF-8 bytes (latin1 strings), so prefixes are too.
     const byteText = (text: string) => Buffer.from(text, 'utf8').toString('latin1')
-    this.root = new PrefixRoute(
+    const prefix = new PrefixRoute(
       config.routes.map((route) => ({ prefix: byteText(route.prefix), route: pools.get(route.pool)!, name: route.pool })),
       { route: pools.get(config.defaultPool)!, name: config.defaultPool },
     )
+    this.root = new TenantRoute(prefix, pools, this.access.tenants, config.limits.maxKeyBytes)
     this.health = new HealthMonitor(config.health, destinations, log, onKnockout)
   }
 
@@ -112,8 +139,9 @@ export class RouteTree {
     if (--this.active === 0 && this.drained) this.drained()
   }
 
-  explain(key: string): RouteStep[] {
-    return this.root.explain(key)
+  /** tenant: the key as that tenant sends it (within its namespace and pool). */
+  explain(key: string, tenant?: Tenant): RouteStep[] {
+    return this.root.explain(key, tenant)
   }
 
   describe(): unknown {
@@ -143,7 +171,9 @@ export class RouteTree {
       })
     }
     this.health.stop()
+    this.access.close()
     for (const destination of this.destinations) destination.close()
+    this.shardAccess.close()
   }
 }
 

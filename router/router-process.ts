@@ -1,11 +1,14 @@
 // Assembles one router: loads the config, builds the route tree, serves the front (HTTP, and RESP
-// when configured) and admin ports, reloads on file change (directory watch, so ConfigMap symlink swaps are seen) and
-// SIGHUP, swapping trees atomically; a bad or unreadable config is refused and the last good one serves.
+// when configured) and admin ports, over TLS when configured (certificates reloaded as their files
+// change), reloads on file change (directory watch, so ConfigMap symlink swaps are seen) and SIGHUP,
+// swapping trees atomically; a bad or unreadable config is refused and the last good one serves.
 import { watch, type FSWatcher } from 'node:fs'
 import type { AddressInfo } from 'node:net'
 import { basename, dirname } from 'node:path'
 import { HybridLogicalClock } from '../common/hlc.ts'
 import type { Logger } from '../common/logger.ts'
+import { ThrottledWarning } from '../common/throttled-warning.ts'
+import { ServerTls } from '../common/tls-files.ts'
 import { createRouterAdmin } from './admin.ts'
 import { formatEndpoint, parseRouterConfig, readConfigText, type RouterConfig } from './config.ts'
 import { connectionSettings, openFileLimit } from './connection-caps.ts'
@@ -72,9 +75,13 @@ export async function startRouter(configFile: string, log: Logger, roles: Router
   const reload = (reason: string, read: ConfigRead = readConfig()): boolean => {
     lastRead = typeof read === 'string' ? read : read.message
     let next: RouterConfig
+    let nextTree: RouteTree
     try {
       if (read instanceof Error) throw read
       next = parseRouterConfig(read, configFile)
+      // Building the tree reads secrets (environment variables, files): one that is missing refuses the config.
+      // The new tree opens a migration window where the owners changed, or carries the running one.
+      nextTree = new RouteTree(next, generation + 1, log, onKnockout, metrics, current)
     } catch (error) {
       lastError = (error as Error).message
       metrics.reloads.inc({ outcome: 'failure' })
@@ -87,10 +94,10 @@ export async function startRouter(configFile: string, log: Logger, roles: Router
     }
     const changedAtRestart = LISTEN_TIME_LIMITS.filter((name) => next.limits[name] !== config.limits[name])
     if (changedAtRestart.length > 0) log.warn({ limits: changedAtRestart }, 'connection limits changed in the config: they take effect on restart')
+    if (JSON.stringify(next.tls) !== JSON.stringify(config.tls)) log.warn('tls files changed in the config: they take effect on restart (the files themselves are reloaded when they change)')
     const previous = current
     generation++
-    // The new tree opens a migration window where the owners changed, or carries the running one.
-    current = new RouteTree(next, generation, log, onKnockout, metrics, previous)
+    current = nextTree
     lastError = null
     loadedAt = new Date().toISOString()
     metrics.reloads.inc({ outcome: 'success' })
@@ -103,9 +110,14 @@ export async function startRouter(configFile: string, log: Logger, roles: Router
   const clock = new HybridLogicalClock()
   const budget = new ResponseBudget()
   metrics.trackResponseBytes(() => budget.held)
+  const serverTls = config.tls === null ? null : new ServerTls(config.tls, {
+    reloaded: (file) => log.info({ file }, 'TLS certificate reloaded: new handshakes use it, open connections keep theirs'),
+    refused: (file, error) => log.warn({ file, error: error.message }, 'TLS certificate files refused (a certificate and its key that do not match yet, or an unreadable file): the previous certificate keeps serving'),
+  })
+  const tlsPort = (port: 'data' | 'admin' | 'resp') => serverTls === null ? {} : { tls: serverTls, onTlsFailure: tlsFailures(port, log, metrics) }
   const connections = connectionSettings(config.limits, openFileLimit(), log, roles.data && config.listen.resp !== undefined)
   const front = roles.data
-    ? createFront({ log, maxValueBytes: config.limits.maxValueBytes, connections: connections.data, onConnectionShed: (reason) => metrics.connectionsShed.inc({ port: 'data', reason }), accessLog: config.accessLog, clock, metrics, budget, tree })
+    ? createFront({ log, maxValueBytes: config.limits.maxValueBytes, connections: connections.data, onConnectionShed: (reason) => metrics.connectionsShed.inc({ port: 'data', reason }), accessLog: config.accessLog, clock, metrics, budget, tree, ...tlsPort('data') })
     : null
   const admin = roles.admin
     ? await createRouterAdmin({
@@ -117,10 +129,11 @@ export async function startRouter(configFile: string, log: Logger, roles: Router
       tree,
       started: () => started,
       reloads: () => ({ generation, lastError, loadedAt }),
+      ...tlsPort('admin'),
     })
     : null
   // Listen-time limits, like the other listeners'; a reload's maxRespPipeline and the value limits apply at once.
-  const respFront = roles.data && config.listen.resp ? new RespFront({ log, clock, metrics, budget, limits: config.limits, tree }) : null
+  const respFront = roles.data && config.listen.resp ? new RespFront({ log, clock, metrics, budget, limits: config.limits, tree, ...tlsPort('resp') }) : null
   await front?.listen({ host: config.listen.data.host, port: config.listen.data.port })
   // After the data port: a worker's listening events come in this order (cli/router-command.ts).
   const respAddress = respFront ? await respFront.listen(config.listen.resp!.host, config.listen.resp!.port) : null
@@ -158,6 +171,17 @@ export async function startRouter(configFile: string, log: Logger, roles: Router
       // Stop accepting, let in-flight requests finish, then close shard connections.
       await Promise.all([front?.close(), admin?.close(), respFront?.close(graceMs)])
       await current.close(graceMs)
+      serverTls?.close()
     },
+  }
+}
+
+// Each failed handshake is counted; the log says it once per burst (a scanner or a client without
+// our CA would otherwise flood it).
+function tlsFailures(port: 'data' | 'admin' | 'resp', log: Logger, metrics: RouterMetrics): (error: Error, remoteAddress: string | undefined) => void {
+  const warning = new ThrottledWarning(log, `TLS handshake failed on the ${port} port (a client that does not trust our CA, an old TLS version, or not TLS at all)`)
+  return (error, remoteAddress) => {
+    metrics.tlsHandshakeFailures.inc({ port })
+    warning.warn({ remote: remoteAddress, error: error.message })
   }
 }

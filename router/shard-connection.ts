@@ -1,9 +1,13 @@
-// One persistent RESP connection from the router to a shard: pipelined requests, every command
-// queued in one event-loop turn leaving in one write, per-op timeouts, reconnect with backoff;
-// a lost connection fails each command as sent (outcome unknown) or unsent (safe to retry).
+// One persistent RESP connection from the router to a shard: over TLS and authenticated when
+// configured, pipelined requests, every command queued in one event-loop turn leaving in one write,
+// per-op timeouts, reconnect with backoff; a lost connection fails each command as sent (outcome
+// unknown) or unsent (safe to retry).
 import net from 'node:net'
-import { RespReplyParseError, RespReplyParser, type RespReply } from '../common/resp-reply-parser.ts'
+import tls from 'node:tls'
+import { RespErrorReply, RespReplyParseError, RespReplyParser, type RespReply } from '../common/resp-reply-parser.ts'
 import { RespWriter } from '../common/resp-writer.ts'
+import { INTERNAL_USER } from '../common/secrets.ts'
+import type { ClientTls } from '../common/tls-files.ts'
 import type { Endpoint } from './config.ts'
 import { ShardConnectionError, ShardErrorReply, ShardReplyLostError, ShardTimeoutError } from './errors.ts'
 
@@ -14,6 +18,10 @@ export interface ShardConnectionOptions {
   endpoint: Endpoint
   timeoutMs: number
   connectTimeoutMs: number
+  /** Connect over TLS, verifying the shard's certificate; null: plain TCP. */
+  tls: ClientTls | null
+  /** The internal password, sent as AUTH shardline <password> before any command; null: no AUTH. */
+  password: (() => string) | null
   /** Told of every connect failure or lost connection (hard failures for health tracking). */
   onFailure(error: Error): void
   /** Told of every reply it could not read; the connection is reset, which is not a hard failure. */
@@ -50,6 +58,12 @@ export class ShardConnection {
   private timeoutTimer: NodeJS.Timeout | null = null
   /** Why the router is replacing the socket itself (a timeout, an unreadable reply): not a peer failure. */
   private resetReason: string | null = null
+  /** Connected, AUTH written, its reply not read yet: commands wait for it. */
+  private authenticating = false
+  /** Why the shard or the handshake refused this socket, said when it closes. */
+  private refusal: string | null = null
+  /** Why the last socket closed, said to the commands refused until the next one connects. */
+  private lastFailure = 'connect failed'
 
   constructor(options: ShardConnectionOptions) {
     this.options = options
@@ -72,7 +86,7 @@ export class ShardConnection {
   send(args: readonly CommandArg[]): Promise<RespReply> {
     if (this.closed) return Promise.reject(new ShardConnectionError(`${this.options.name}: connection closed`))
     if (!this.connected && this.reconnectTimer !== null) {
-      return Promise.reject(new ShardConnectionError(`${this.options.name}: not connected`))
+      return Promise.reject(new ShardConnectionError(`${this.options.name}: not connected (${this.lastFailure})`))
     }
     return new Promise<RespReply>((resolve, reject) => {
       this.writer.arrayHeader(args.length)
@@ -98,19 +112,28 @@ export class ShardConnection {
 
   private connect(): void {
     this.reconnectTimer = null
-    const socket = net.connect({ host: this.options.endpoint.host, port: this.options.endpoint.port, noDelay: true })
+    const { host, port } = this.options.endpoint
+    const clientTls = this.options.tls
+    const socket = clientTls ? tls.connect({ host, port, ...clientTls.connectOptions(host) }) : net.connect({ host, port })
+    socket.setNoDelay(true)
     this.socket = socket
     const parser = new RespReplyParser()
+    // It covers the TLS handshake and the AUTH reply too: a shard that takes longer is not ready.
     socket.setTimeout(this.options.connectTimeoutMs, () => socket.destroy(new Error(`connect timeout after ${this.options.connectTimeoutMs} ms`)))
-    socket.on('connect', () => {
-      socket.setTimeout(0)
-      this.connected = true
-      this.reconnectDelay = RECONNECT_INITIAL_MS
-      this.flush()
+    let handshaken = false
+    socket.on(clientTls ? 'secureConnect' : 'connect', () => {
+      handshaken = true
+      const password = this.options.password
+      if (password === null) return this.ready(socket)
+      this.authenticating = true
+      const auth = new RespWriter()
+      auth.arrayHeader(3)
+      for (const arg of ['AUTH', INTERNAL_USER, password()]) auth.bulkText(arg)
+      auth.writeTo(socket)
     })
     socket.on('data', (chunk: Buffer) => {
       try {
-        parser.push(chunk, (reply) => this.settle(reply))
+        parser.push(chunk, (reply) => (this.authenticating ? this.authenticated(socket, reply) : this.settle(reply)))
       } catch (error) {
         if (!(error instanceof RespReplyParseError)) throw error
         if (this.resetReason !== null) return
@@ -121,21 +144,43 @@ export class ShardConnection {
         this.resetAfterProtocolError(error.message)
       }
     })
-    socket.on('error', () => {})
+    socket.on('error', (error: Error) => {
+      // A certificate the router cannot verify is a configuration problem worth naming.
+      if (clientTls && !handshaken) this.refusal = `TLS handshake failed (${error.message})`
+    })
     socket.on('close', (hadError) => {
       const wasConnected = this.connected
       this.connected = false
+      this.authenticating = false
       this.socket = null
-      const reason = this.resetReason ?? (wasConnected ? 'connection lost' : 'connect failed')
+      const refusal = this.refusal
+      this.refusal = null
+      const reason = this.resetReason ?? refusal ?? (wasConnected ? 'connection lost' : 'connect failed')
+      this.lastFailure = reason
       this.failAll(reason)
       if (this.closed) return
       // A reset is ours, not the peer's: heartbeats judge a slow or hung shard.
-      if (this.resetReason === null) this.options.onFailure(new ShardConnectionError(`${this.options.name}: ${reason}${hadError ? '' : ' (closed by peer)'}`))
+      if (this.resetReason === null) this.options.onFailure(new ShardConnectionError(`${this.options.name}: ${reason}${hadError || refusal !== null ? '' : ' (closed by peer)'}`))
       this.resetReason = null
       const delay = this.reconnectDelay * (0.5 + Math.random())
       this.reconnectDelay = Math.min(this.reconnectDelay * 2, RECONNECT_MAX_MS)
       this.reconnectTimer = setTimeout(() => this.connect(), delay)
     })
+  }
+
+  private ready(socket: net.Socket): void {
+    socket.setTimeout(0)
+    this.connected = true
+    this.reconnectDelay = RECONNECT_INITIAL_MS
+    this.flush()
+  }
+
+  // The password is never part of what is said: the shard's reply names the problem.
+  private authenticated(socket: net.Socket, reply: RespReply): void {
+    this.authenticating = false
+    if (!(reply instanceof RespErrorReply)) return this.ready(socket)
+    this.refusal = `the shard refused the credential of user ${INTERNAL_USER} (shardAccess.password): ${reply.message}`
+    socket.destroy()
   }
 
   private flush(): void {

@@ -1,8 +1,10 @@
-// One shard process as the router sees it: a few pipelined connections used round-robin, a
-// bounded queue, and the health state (up or knocked out) that the failover route consults.
+// One shard process as the router sees it: a few pipelined connections used round-robin (over TLS
+// and authenticated as the config's shard access says), a bounded queue, and the health state (up
+// or knocked out) that the failover route consults.
 import type { RespReply } from '../common/resp-reply-parser.ts'
 import { formatEndpoint, type Endpoint, type RouterConfig } from './config.ts'
 import { QueueFullError } from './errors.ts'
+import type { ShardAccess } from './shard-access.ts'
 import { ShardConnection, type CommandArg } from './shard-connection.ts'
 
 export type DestinationRole = 'primary' | 'replica'
@@ -40,7 +42,8 @@ export class ShardDestination {
   /** The connection the last command went to. */
   private previous = 0
 
-  constructor(id: DestinationIdentity, settings: RouterConfig['connections']) {
+  /** access: owned by the caller (one for every destination of a route tree), which closes it. */
+  constructor(id: DestinationIdentity, settings: RouterConfig['connections'], access: Pick<ShardAccess, 'tls' | 'password'>) {
     this.id = id
     this.address = formatEndpoint(id.endpoint)
     this.name = `${id.pool}/${id.shard}/${id.role === 'primary' ? 'primary' : `replica${id.index}`}`
@@ -50,6 +53,8 @@ export class ShardDestination {
       endpoint: id.endpoint,
       timeoutMs: settings.timeoutMs,
       connectTimeoutMs: settings.connectTimeoutMs,
+      tls: access.tls,
+      password: access.password,
       onFailure: (error) => this.onHardFailure(error),
       onProtocolError: (error) => this.onProtocolError(error),
     }))

@@ -60,12 +60,6 @@ export class TenantAccess {
     return found ?? 'bad_token'
   }
 
-  /** The token of an Authorization header ("Bearer <token>"); undefined when there is none. */
-  static bearerToken(header: string | undefined): string | undefined {
-    if (header === undefined || header.length < 8 || header.slice(0, 7).toLowerCase() !== 'bearer ') return undefined
-    return header.slice(7).trim()
-  }
-
   byName(name: string): Tenant | undefined {
     return this.tenants.find((tenant) => tenant.name === name)
   }

@@ -1,6 +1,13 @@
 // PrefixRoute: picks the child route (a pool) by the longest key prefix that matches, or the
-// default when none does.
+// default when none does (the tenant route asks it for a tenant's own key, before the namespace).
 import type { Op, OpResult, Route, RouteStep } from './route.ts'
+
+/** The pool a key goes to; prefix: the one it matched (absent for the default pool). */
+export interface PrefixChoice {
+  route: Route
+  name: string
+  prefix?: string
+}
 
 export class PrefixRoute implements Route {
   private readonly prefixes: Array<{ prefix: string; route: Route; name: string }>
@@ -17,8 +24,13 @@ export class PrefixRoute implements Route {
 
   explain(key: string): RouteStep[] {
     const chosen = this.select(key)
-    const why = 'prefix' in chosen ? `longest matching prefix "${chosen.prefix}"` : 'no prefix matches: default pool'
-    return [{ route: 'prefix', decision: chosen.name, why }, ...chosen.route.explain(key)]
+    return [this.step(chosen), ...chosen.route.explain(key)]
+  }
+
+  /** Why a key went to the pool select chose. */
+  step(chosen: PrefixChoice): RouteStep {
+    const why = chosen.prefix !== undefined ? `longest matching prefix "${chosen.prefix}"` : 'no prefix matches: default pool'
+    return { route: 'prefix', decision: chosen.name, why }
   }
 
   describe(): unknown {
@@ -28,7 +40,7 @@ export class PrefixRoute implements Route {
     }
   }
 
-  private select(key: string): { route: Route; name: string; prefix?: string } {
+  select(key: string): PrefixChoice {
     for (const entry of this.prefixes) if (key.startsWith(entry.prefix)) return entry
     return this.fallback
   }

@@ -34,7 +34,7 @@ const admin = await createRouterAdmin({
   connections: DEFAULT_CONNECTIONS,
   tree: () => {
     if (down) throw new Error('the router is unwell')
-    return { config: served, layouts: new Map() } as unknown as RouteTree
+    return { config: served, layouts: new Map(), access: { open: true } } as unknown as RouteTree
   },
   started: () => true,
   reloads: () => ({ generation, lastError: null, loadedAt: new Date().toISOString() }),

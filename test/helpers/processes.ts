@@ -29,8 +29,8 @@ export interface ShardProcess {
  */
 export const START_TIMEOUT_MS = 30_000
 
-export const SHARD_READY = /shardline shard \S+ ready: resp [\d.]+:(\d+) admin (http:\/\/[\d.]+:(\d+))/
-const ROUTER_READY = /shardline router ready: (http:\/\/[\d.]+:(\d+)) admin (http:\/\/[\d.]+:(\d+))/
+export const SHARD_READY = /shardline shard \S+ ready: resp [\d.]+:(\d+) admin (https?:\/\/[\d.]+:(\d+))/
+const ROUTER_READY = /shardline router ready: (https?:\/\/[\d.]+:(\d+)) admin (https?:\/\/[\d.]+:(\d+))/
 
 export interface RouterProcess extends Omit<ShardProcess, 'port' | 'adminPort' | 'adminUrl'> {
   url: string

@@ -49,7 +49,7 @@ const admin = await createRouterAdmin({
   log: createLogger('admin-test', 'silent'),
   metrics: new RouterMetrics(() => [], () => 7),
   connections: DEFAULT_CONNECTIONS,
-  tree: () => ({ config, layouts }) as unknown as RouteTree,
+  tree: () => ({ config, layouts, access: { open: true } }) as unknown as RouteTree,
   started: () => true,
   reloads: () => ({ generation: 7, lastError: null, loadedAt: new Date().toISOString() }),
 })

@@ -24,6 +24,7 @@ const gates = new Map<string, Promise<void>>()
 let incrResult: bigint | null = 0n
 const tree = {
   config: { limits: { ...LIMITS } },
+  access: { open: true },
   async route(op: Op): Promise<OpResult> {
     routed.push(op)
     if (op.key === 'boom') throw new Error('a bug in the route tree')

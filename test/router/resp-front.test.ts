@@ -36,6 +36,7 @@ let mostRouting = 0
 let gate: Promise<void> | null = null
 const tree = {
   config,
+  access: { open: true },
   async route(op: Op): Promise<OpResult> {
     mostRouting = Math.max(mostRouting, ++routing)
     try {

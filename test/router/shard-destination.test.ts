@@ -59,7 +59,7 @@ const health = { heartbeatMs: 30, failuresBeforeKnockout: 3, probeInitialMs: 20,
 const log = createLogger('test', 'silent')
 
 function destination(t: { teardown(fn: () => unknown): void }, port: number, shard = 's0', index = 0, settings = connections) {
-  const d = new ShardDestination({ pool: 'main', shard, role: index === 0 ? 'primary' : 'replica', index, endpoint: { host: '127.0.0.1', port } }, settings)
+  const d = new ShardDestination({ pool: 'main', shard, role: index === 0 ? 'primary' : 'replica', index, endpoint: { host: '127.0.0.1', port } }, settings, { tls: null, password: null })
   t.teardown(() => d.close())
   return d
 }
