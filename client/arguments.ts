@@ -1,9 +1,11 @@
-// Checks of what a caller hands the client (keys, ttls, increments, entries, numeric options), each
+// Checks of what a caller hands the client (keys, ttls, increments, entries, numeric options, credentials), each
 // refusal a ShardlineError: the router's code where the router has the same rule (invalid_key, invalid_ttl), else invalid_argument.
+import { X509Certificate } from 'node:crypto'
 import { HttpError } from '../common/http-errors.ts'
 import { keyFromPath, ttlToMs } from '../common/key-api.ts'
 import { INT64_MAX, INT64_MIN } from '../common/limits.ts'
-import { ShardlineError, type CacheValue, type Entry } from './types.ts'
+import type { ClientTlsFiles } from '../common/tls-files.ts'
+import { ShardlineError, type CacheValue, type Entry, type ShardAccessOptions } from './types.ts'
 
 export function invalidArgument(message: string): ShardlineError {
   return new ShardlineError('invalid_argument', message)
@@ -50,6 +52,65 @@ export function checkEntries(entries: unknown): Entry[] {
     if (!Array.isArray(pair) || pair.length !== 2) throw invalidArgument(`each entry must be a [key, value] pair, not ${describe(pair)}`)
     return [checkKey(pair[0]), pair[1] as CacheValue] as const
   })
+}
+
+/**
+ * A bearer token: printable ASCII without spaces, as an Authorization header carries it. The
+ * refusal never quotes the token (it is a secret, and a wrong one is likely a near miss).
+ */
+export function checkToken(token: unknown): string | undefined {
+  if (token === undefined) return undefined
+  if (typeof token !== 'string' || !/^[\x21-\x7e]{1,4096}$/.test(token)) {
+    throw invalidArgument(`token must be a string of 1 to 4096 printable ASCII characters without spaces${typeof token === 'string' ? '' : `, not ${describe(token)}`}`)
+  }
+  return token
+}
+
+/** A CA certificate in PEM (a bundle: its first certificate is checked), as text or bytes. */
+export function checkCa(ca: unknown): string | Buffer | undefined {
+  if (ca === undefined) return undefined
+  if (typeof ca !== 'string' && !Buffer.isBuffer(ca)) throw invalidArgument(`ca must be a PEM certificate as a string or Buffer, not ${describe(ca)}`)
+  try {
+    new X509Certificate(ca)
+  } catch (error) {
+    throw invalidArgument(`ca must be a PEM certificate ("-----BEGIN CERTIFICATE-----…"): ${(error as Error).message}`)
+  }
+  return ca
+}
+
+/** Direct mode's shard credentials, as a router config's shardAccess: the password and the TLS files. */
+export function checkShardAccess(access: unknown): { password: string | null; tls: ClientTlsFiles | null } {
+  if (access === undefined) return { password: null, tls: null }
+  const shape = 'shardAccess must be { password?, tls?: { ca, cert?, key?, serverName? } }'
+  if (access === null || typeof access !== 'object') throw invalidArgument(`${shape}, not ${describe(access)}`)
+  const { password, tls, ...rest } = access as ShardAccessOptions
+  checkNoOthers('shardAccess', rest)
+  if (password !== undefined && (typeof password !== 'string' || password === '')) throw invalidArgument('shardAccess.password must be a non-empty string')
+  return { password: password ?? null, tls: tls === undefined ? null : checkTlsFiles(tls) }
+}
+
+function checkTlsFiles(tls: unknown): ClientTlsFiles {
+  if (tls === null || typeof tls !== 'object') throw invalidArgument(`shardAccess.tls must be { ca, cert?, key?, serverName? } (file paths), not ${describe(tls)}`)
+  const { ca, cert, key, serverName, ...rest } = tls as Partial<ClientTlsFiles>
+  checkNoOthers('shardAccess.tls', rest)
+  const files: ClientTlsFiles = { ca: checkPath('shardAccess.tls.ca', ca) }
+  if ((cert === undefined) !== (key === undefined)) throw invalidArgument('shardAccess.tls: give cert and key together, or neither')
+  if (cert !== undefined) Object.assign(files, { cert: checkPath('shardAccess.tls.cert', cert), key: checkPath('shardAccess.tls.key', key) })
+  if (serverName !== undefined) {
+    if (typeof serverName !== 'string' || serverName === '') throw invalidArgument(`shardAccess.tls.serverName must be a host name, not ${describe(serverName)}`)
+    files.serverName = serverName
+  }
+  return files
+}
+
+function checkPath(name: string, path: unknown): string {
+  if (typeof path !== 'string' || path === '') throw invalidArgument(`${name} must be a file path, not ${describe(path)}`)
+  return path
+}
+
+function checkNoOthers(name: string, rest: object): void {
+  const others = Object.keys(rest)
+  if (others.length > 0) throw invalidArgument(`${name} has no option${others.length > 1 ? 's' : ''} ${others.join(', ')}`)
 }
 
 /** Runs a check of the router's, giving its refusal the router's code. */

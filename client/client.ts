@@ -1,7 +1,7 @@
 // createClient and the client facade over either mode's Transport: checks options and arguments, gives each
 // call one signal (the caller's and its timeout), bounds the calls in flight, wraps failures into ShardlineError, closes.
 import { HttpError } from '../common/http-errors.ts'
-import { checkEntries, checkIncrement, checkKey, checkTtl, checkWholeNumber, invalidArgument } from './arguments.ts'
+import { checkCa, checkEntries, checkIncrement, checkKey, checkToken, checkTtl, checkWholeNumber, invalidArgument } from './arguments.ts'
 import { DirectTransport } from './direct-transport.ts'
 import { HttpTransport } from './http-transport.ts'
 import { ShardlineError, type CacheValue, type CallOptions, type ClientOptions, type Entry, type GetOptions, type SetOptions, type ShardlineClient, type Transport } from './types.ts'
@@ -20,7 +20,7 @@ type NumericOption = keyof typeof NUMERIC_OPTIONS
 /** The numeric options, checked and defaulted: what each transport is built with. */
 type ClientSettings = Record<NumericOption, number>
 
-const KNOWN_OPTIONS = new Set<string>(['url', 'topology', ...Object.keys(NUMERIC_OPTIONS)])
+const KNOWN_OPTIONS = new Set<string>(['url', 'topology', ...Object.keys(NUMERIC_OPTIONS), 'token', 'ca', 'shardAccess'])
 
 /**
  * A client: HTTP mode with `url` (a router), direct mode with `topology`. Synchronous; connections
@@ -37,10 +37,19 @@ export function createClient(options: ClientOptions): ShardlineClient {
   for (const [name, range] of Object.entries(NUMERIC_OPTIONS) as [NumericOption, (typeof NUMERIC_OPTIONS)[NumericOption]][]) {
     settings[name] = checkWholeNumber(name, options[name], range.min, range.max, range.fallback)
   }
-  const transport: Transport = options.url !== undefined
-    ? new HttpTransport({ origin: checkRouterUrl(options.url), ...settings })
-    : new DirectTransport({ topology: options.topology!, ...settings })
-  return new Client(transport, settings)
+  const token = checkToken(options.token)
+  const ca = checkCa(options.ca)
+  if (options.url !== undefined) {
+    if (options.shardAccess !== undefined) throw invalidArgument('shardAccess is for direct mode (topology): in HTTP mode the router reaches the shards')
+    const origin = checkRouterUrl(options.url)
+    if (ca !== undefined && !origin.startsWith('https:')) throw invalidArgument('ca is for an https url: the router at this url is reached without TLS')
+    return new Client(new HttpTransport({ origin, ...settings, token, ca }), settings)
+  }
+  // Direct mode meets the router only to read the topology from its admin port.
+  const adminUrl = (options.topology as { adminUrl?: unknown } | null)?.adminUrl
+  if (adminUrl === undefined && (token !== undefined || ca !== undefined)) throw invalidArgument('token and ca are for a router: give them with url or topology.adminUrl, not with topology.configFile')
+  if (ca !== undefined && !String(adminUrl).startsWith('https:')) throw invalidArgument('ca is for an https topology.adminUrl: this one is read without TLS')
+  return new Client(new DirectTransport({ topology: options.topology!, ...settings, token, ca, shardAccess: options.shardAccess }), settings)
 }
 
 /** The router's origin: an http(s) URL with no path, query or credentials (the client owns the paths). */

@@ -1,5 +1,6 @@
 // Direct mode: the router's own route tree inside the client (prefix -> hot keys -> pool -> failover
-// over pipelined RESP connections with health checks), built from a topology and rebuilt when it changes.
+// over pipelined RESP connections with health checks, authenticated and over TLS as the caller's
+// shardAccess says), built from a topology and rebuilt when it changes.
 import { pino } from 'pino'
 import { HybridLogicalClock } from '../common/hlc.ts'
 import { HashRing } from '../common/ring.ts'
@@ -10,6 +11,9 @@ import type { HotKeyMetrics, WarmUpMetrics } from '../router/metrics.ts'
 import { poolRing } from '../router/pool-layout.ts'
 import { RouteTree, type PoolLayout, type PreviousLayouts } from '../router/route-tree.ts'
 import type { Op, OpResult, RouteStep } from '../router/routes/route.ts'
+import type { ShardAccessConfig } from '../router/config.ts'
+import { ShardAccess } from '../router/shard-access.ts'
+import { checkShardAccess } from './arguments.ts'
 import { TopologyFeed, type Topology } from './topology.ts'
 import { ShardlineError, type CacheValue, type ClientOptions, type Entry, type Transport } from './types.ts'
 import { decodeValue, encodeValue } from './values.ts'
@@ -31,6 +35,8 @@ export class DirectTransport implements Transport {
   /** Versions for writes, as a router's front issues them. */
   private readonly clock = new HybridLogicalClock()
   private readonly log: Logger
+  /** The caller's shardAccess, in place of the topology's (none from a router; a config file's own otherwise). */
+  private readonly shardAccess: ShardAccessConfig | null
   private tree: RouteTree | null = null
   /** Trees replaced by a newer topology, closing once their ops in flight are done. */
   private readonly replaced = new Set<RouteTree>()
@@ -38,9 +44,18 @@ export class DirectTransport implements Transport {
 
   constructor(options: ClientOptions) {
     if (!options.topology) throw new ShardlineError('invalid_argument', 'direct mode needs options.topology: { adminUrl } or { configFile }')
+    this.shardAccess = options.shardAccess === undefined ? null : checkShardAccess(options.shardAccess)
+    if (this.shardAccess) {
+      // Read now, as each route tree will: a file that cannot be read fails createClient, not the first call.
+      try {
+        new ShardAccess(this.shardAccess, () => {}).close()
+      } catch (error) {
+        throw new ShardlineError('invalid_argument', `shardAccess: ${(error as Error).message}`)
+      }
+    }
     // Warnings only (knock-outs, failed refreshes), on stderr: a library does not write to its user's stdout.
     this.log = pino({ name: 'shardline-client', level: process.env.SHARDLINE_LOG_LEVEL ?? 'warn' }, pino.destination(2))
-    this.feed = new TopologyFeed({ source: options.topology, fetchTimeoutMs: options.timeoutMs ?? DEFAULT_TIMEOUT_MS, log: this.log, onChange: (topology) => this.replace(topology) })
+    this.feed = new TopologyFeed({ source: options.topology, fetchTimeoutMs: options.timeoutMs ?? DEFAULT_TIMEOUT_MS, token: options.token, ca: options.ca, log: this.log, onChange: (topology) => this.replace(topology) })
   }
 
   get(keys: readonly string[], as: 'value' | 'buffer', signal: AbortSignal): Promise<Array<CacheValue | null>> {
@@ -143,7 +158,8 @@ export class DirectTransport implements Transport {
   }
 
   private build(topology: Topology, previous: PreviousLayouts | undefined): RouteTree {
-    return new RouteTree(topology.config, topology.generation, this.log, () => {}, NO_ROUTE_METRICS, previous)
+    const config = this.shardAccess ? { ...topology.config, shardAccess: this.shardAccess } : topology.config
+    return new RouteTree(config, topology.generation, this.log, () => {}, NO_ROUTE_METRICS, previous)
   }
 }
 

@@ -1,6 +1,6 @@
 // Automatic batching: the gets, sets and deletes issued in one event-loop turn leave together as one
 // POST /-/batch (split at the router's limits), a lone op as its plain request; each caller's abort is its own.
-import { batchRequest, batchResults, exchange, type KeyOp, type Requester } from './http-ops.ts'
+import { batchRequest, batchResults, exchange, refusesCaller, routerError, type KeyOp, type Requester } from './http-ops.ts'
 
 export interface BatchLimits {
   /** Ops per batch: the router's limits.maxBatchOps (it refuses a larger batch). */
@@ -103,6 +103,12 @@ export class Batcher {
     }
     try {
       const answer = await this.send(batchRequest(chunk.map((pending) => pending.op)), request.controller.signal)
+      if (refusesCaller(answer)) {
+        const error = routerError(answer)
+        return chunk.forEach((pending) => settle(pending, () => {
+          throw error
+        }))
+      }
       // Refused whole (an op the router refuses, a limit of this router's): each op goes alone and gets
       // its own answer, so one caller's bad key or large value never fails the others.
       if (answer.status >= 400 && answer.status < 500) return chunk.filter((pending) => !pending.settled).forEach((pending) => this.sendAlone(pending))

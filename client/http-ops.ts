@@ -15,6 +15,8 @@ export interface HttpRequest {
 export interface HttpAnswer {
   status: number
   body: Buffer
+  /** The Retry-After header of a 429. */
+  retryAfter?: string
 }
 
 /** Sends one request; rejects only when no answer came (a connection error, an abort). */
@@ -142,11 +144,20 @@ export function connectionError(cause: unknown): ShardlineError {
   return new ShardlineError('connection_error', `the router could not be reached: ${(cause as Error).message}${code ? ` (${code})` : ''}`, { cause })
 }
 
-/** A router's refusal: its {error, code} with the status it answered. */
+/** A router's refusal: its {error, code} with the status it answered (and a 429's Retry-After). */
 export function routerError(answer: HttpAnswer): ShardlineError {
   const body = parse(answer)
   if (typeof body?.code !== 'string') throw unreadable(answer, `the router answered ${answer.status}`)
-  return new ShardlineError(body.code, typeof body.error === 'string' ? body.error : body.code, { status: answer.status })
+  const retryAfterSeconds = answer.status === 429 && answer.retryAfter !== undefined && /^\d+$/.test(answer.retryAfter) ? Number(answer.retryAfter) : undefined
+  return new ShardlineError(body.code, typeof body.error === 'string' ? body.error : body.code, { status: answer.status, retryAfterMs: retryAfterSeconds === undefined ? undefined : retryAfterSeconds * 1000 })
+}
+
+/**
+ * A refusal of the caller rather than of an op (no or a bad token: 401; the tenant's rate limit:
+ * 429): every op of a refused batch gets it, where sending them singly would only be refused again.
+ */
+export function refusesCaller(answer: HttpAnswer): boolean {
+  return answer.status === 401 || answer.status === 429
 }
 
 /** Connection errors raised before a request was written: nothing reached the router. */

@@ -1,4 +1,5 @@
-// HTTP mode's Transport: an undici keep-alive pool to the router; gets, sets and deletes batched per
+// HTTP mode's Transport: an undici keep-alive pool to the router (with the tenant's token on every request,
+// and the router's CA when it is a private one); gets, sets and deletes batched per
 // event-loop turn; idempotent calls retried with jittered exponential backoff on 503, 504 and lost connections, increments never.
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Pool } from 'undici'
@@ -14,6 +15,10 @@ export interface HttpTransportOptions {
   connections: number
   /** Tries of an idempotent call after the first. */
   retries: number
+  /** Sent as Authorization: Bearer on every request. */
+  token?: string
+  /** The CA to verify an https router's certificate with, in place of the system's. */
+  ca?: string | Buffer
 }
 
 /** The router's default limits.maxBatchOps (router/config.ts): it refuses larger batches. */
@@ -27,10 +32,12 @@ export class HttpTransport implements Transport {
   private readonly pool: Pool
   private readonly retries: number
   private readonly batcher: Batcher
+  private readonly authorization: string | undefined
 
   constructor(options: HttpTransportOptions) {
-    this.pool = new Pool(options.origin, { connections: options.connections })
+    this.pool = new Pool(options.origin, { connections: options.connections, ...(options.ca === undefined ? {} : { connect: { ca: options.ca } }) })
     this.retries = options.retries
+    this.authorization = options.token === undefined ? undefined : `Bearer ${options.token}`
     this.batcher = new Batcher(this.send, { maxOps: MAX_BATCH_OPS, maxBodyBytes: MAX_BATCH_BODY_BYTES })
   }
 
@@ -62,8 +69,11 @@ export class HttpTransport implements Transport {
   }
 
   private readonly send: Requester = async (request, signal) => {
-    const response = await this.pool.request({ ...request, signal })
-    return { status: response.statusCode, body: Buffer.from(await response.body.arrayBuffer()) }
+    const headers = this.authorization === undefined ? request.headers : { ...request.headers, authorization: this.authorization }
+    const response = await this.pool.request({ ...request, headers, signal })
+    const body = Buffer.from(await response.body.arrayBuffer())
+    const retryAfter = response.headers['retry-after']
+    return { status: response.statusCode, body, ...(typeof retryAfter === 'string' ? { retryAfter } : {}) }
   }
 
   private retrying<T>(signal: AbortSignal, op: KeyOp<T>): Promise<T> {

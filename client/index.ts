@@ -29,4 +29,4 @@
  */
 export { createClient } from './client.ts'
 export { CLIENT_ERROR_CODES, ShardlineError } from './types.ts'
-export type { CacheValue, CallOptions, ClientOptions, Entry, GetOptions, JsonValue, SetOptions, ShardlineClient, TopologySource } from './types.ts'
+export type { CacheValue, CallOptions, ClientOptions, Entry, GetOptions, JsonValue, SetOptions, ShardAccessOptions, ShardlineClient, TopologySource } from './types.ts'

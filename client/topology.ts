@@ -1,5 +1,6 @@
 // Where a direct-mode client's route tree comes from: a router's GET /admin/topology (refreshed on a timer,
 // followed when its config changes; with the router's open migration windows) or a router config file, both checked by the router's own config parser.
+import { Agent, fetch } from 'undici'
 import type { Logger } from '../common/logger.ts'
 import { compileSchema, validateOrThrow } from '../common/validate.ts'
 import { loadRouterConfig, parseRouterConfig, type RouterConfig } from '../router/config.ts'
@@ -74,6 +75,10 @@ export interface TopologyFeedOptions {
   source: TopologySource
   /** How long one GET /admin/topology may take. */
   fetchTimeoutMs: number
+  /** Sent as Authorization: Bearer (a router with tenants serves its topology to admin tenants only). */
+  token?: string
+  /** The CA that signed an https router's certificate. */
+  ca?: string | Buffer
   log: Logger
   /** Told of every refreshed topology whose config differs from the one before. */
   onChange(topology: Topology): void
@@ -87,6 +92,7 @@ export interface TopologyFeedOptions {
 export class TopologyFeed {
   private readonly source: CheckedSource
   private readonly options: TopologyFeedOptions
+  private readonly router: RouterAccess
   private loaded: Topology | null = null
   private loading: Promise<Topology> | null = null
   /** The current config as fetched, to tell a changed config from a new generation of the same one. */
@@ -98,6 +104,10 @@ export class TopologyFeed {
   constructor(options: TopologyFeedOptions) {
     this.source = checkTopologySource(options.source)
     this.options = options
+    this.router = {
+      headers: options.token === undefined ? {} : { authorization: `Bearer ${options.token}` },
+      dispatcher: options.ca === undefined ? undefined : new Agent({ connect: { ca: options.ca } }),
+    }
   }
 
   /** The generation of the topology in use (0 before the first load). */
@@ -120,6 +130,7 @@ export class TopologyFeed {
   close(): void {
     this.closed = true
     if (this.timer) clearTimeout(this.timer)
+    void this.router.dispatcher?.close()
   }
 
   private async load(): Promise<Topology> {
@@ -130,7 +141,7 @@ export class TopologyFeed {
         throw new ShardlineError('topology_unavailable', (error as Error).message, { cause: error })
       }
     }
-    const fetched = await fetchTopology(this.source.adminUrl, this.options.fetchTimeoutMs)
+    const fetched = await fetchTopology(this.source.adminUrl, this.options.fetchTimeoutMs, this.router)
     const topology = { generation: fetched.generation, config: parseTopologyConfig(fetched.configText, fetched.url), migrations: fetched.migrations }
     this.configText = fetched.configText
     return topology
@@ -146,7 +157,7 @@ export class TopologyFeed {
 
   private async refresh(source: { adminUrl: string }): Promise<void> {
     try {
-      const fetched = await fetchTopology(source.adminUrl, this.options.fetchTimeoutMs)
+      const fetched = await fetchTopology(source.adminUrl, this.options.fetchTimeoutMs, this.router)
       if (this.closed) return
       if (fetched.configText === this.configText) {
         // A reload of the same config (or another router behind the same URL): nothing to rebuild.
@@ -166,6 +177,12 @@ export class TopologyFeed {
   }
 }
 
+/** How a fetch reaches the router: the token's header, and the dispatcher that trusts its CA. */
+interface RouterAccess {
+  headers: Record<string, string>
+  dispatcher: Agent | undefined
+}
+
 interface FetchedTopology {
   url: string
   generation: number
@@ -174,12 +191,16 @@ interface FetchedTopology {
   migrations: Record<string, OpenMigration>
 }
 
-async function fetchTopology(adminUrl: string, timeoutMs: number): Promise<FetchedTopology> {
+async function fetchTopology(adminUrl: string, timeoutMs: number, router: RouterAccess): Promise<FetchedTopology> {
   const url = `${adminUrl}/admin/topology`
   const unavailable = (message: string, cause?: unknown) => new ShardlineError('topology_unavailable', `${url}: ${message}`, { cause })
   let body: { generation?: unknown; config?: unknown; migrations?: unknown }
   try {
-    const response = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) })
+    const response = await fetch(url, { signal: AbortSignal.timeout(timeoutMs), headers: router.headers, dispatcher: router.dispatcher })
+    // The router refused the credentials (a router with tenants serves its topology to admin tokens only).
+    if (response.status === 401 || response.status === 403) {
+      throw new ShardlineError(response.status === 401 ? 'unauthorized' : 'forbidden', `${url} answered ${response.status}: ${(await response.text()).slice(0, 200)}`, { status: response.status })
+    }
     if (!response.ok) throw unavailable(`answered ${response.status}: ${(await response.text()).slice(0, 200)}`)
     body = await response.json() as typeof body
   } catch (error) {

@@ -33,6 +33,31 @@ export interface ClientOptions {
   connections?: number
   /** HTTP mode: tries of an idempotent call after a 503, 504 or connection error (default 2). */
   retries?: number
+  /**
+   * A tenant's token, sent to the router as `Authorization: Bearer <token>` on every request (in direct
+   * mode, on the topology fetch from adminUrl: an admin tenant's). Never logged or put in an error message.
+   */
+  token?: string
+  /** The CA certificate (PEM) that signed the router's certificate, for an https url or adminUrl under a private CA. */
+  ca?: string | Buffer
+  /** Direct mode: how to reach shards that require a password or serve TLS (as a router's config shardAccess; in place of a configFile's own). */
+  shardAccess?: ShardAccessOptions
+}
+
+/** Direct mode's credentials for the shards: what a router's config gives as `shardAccess`. */
+export interface ShardAccessOptions {
+  /** The shards' internal password: the client authenticates as AUTH shardline <password>. */
+  password?: string
+  /** RESP over TLS to the shards, each one's certificate verified against `ca`. Files, read again when they change. */
+  tls?: {
+    /** Path of the CA certificate (PEM). */
+    ca: string
+    /** Paths of a client certificate and its key, for shards that require one (both or neither). */
+    cert?: string
+    key?: string
+    /** The name the shards' certificates carry, when it is not the host connected to. */
+    serverName?: string
+  }
 }
 
 /** What every call takes. */
@@ -83,18 +108,23 @@ export class ShardlineError extends Error {
   readonly code: string
   /** The HTTP status the router answered with, when it answered. */
   readonly status: number | undefined
+  /** rate_limited: how long the router said to wait before the tenant's next request is let in (its Retry-After). */
+  readonly retryAfterMs: number | undefined
 
-  constructor(code: string, message: string, options: { status?: number; cause?: unknown } = {}) {
+  constructor(code: string, message: string, options: { status?: number; cause?: unknown; retryAfterMs?: number } = {}) {
     super(message, { cause: options.cause })
     this.name = 'ShardlineError'
     this.code = code
     this.status = options.status
+    this.retryAfterMs = options.retryAfterMs
   }
 }
 
 /**
  * The client's own codes, beside the router's (shard_timeout, shard_unavailable, invalid_key,
- * not_a_counter, …): the call timed out or was aborted on the client, the router or a shard
+ * not_a_counter, …, and for a router with tenants: unauthorized (401, no token or a token it does
+ * not know), forbidden (403, a permission the token's tenant lacks) and rate_limited (429, with
+ * retryAfterMs); none of the three is retried): the call timed out or was aborted on the client, the router or a shard
  * could not be reached, too many calls were in flight, the client was closed, an argument was invalid,
  * direct mode could not load its topology (router unreachable, invalid config, unreadable file).
  */
