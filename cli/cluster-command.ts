@@ -1,20 +1,25 @@
 // `shardline cluster --config <file>`: the local cluster. Starts a shard process for every
 // loopback destination in a router config, then the router; restarts any that dies; stops them all.
+// A secured config (tls, shardAccess) gets throwaway certificates and shards that ask for its password.
 import { once } from 'node:events'
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import net from 'node:net'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { join, relative, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { parse, stringify } from 'yaml'
 import { createLogger, type Logger } from '../common/logger.ts'
-import { loadRouterConfig, type DestinationConfig, type ShardConfig } from '../router/config.ts'
+import { SecretSet, type SecretSource } from '../common/secrets.ts'
+import { loadRouterConfig, type DestinationConfig, type RouterConfig, type ShardConfig } from '../router/config.ts'
 import { ChildStartError, SupervisedChild } from './child-process.ts'
+import { ensureLocalTls } from './local-tls.ts'
 
 export const DEFAULT_CLUSTER_CONFIG = fileURLToPath(new URL('../config/local.yaml', import.meta.url))
-const SHARD_READY = /shardline shard \S+ ready: resp ([\d.]+):(\d+) admin http:\/\/([\d.]+):(\d+)/
-const ROUTER_READY = /shardline router ready: (http:\/\/\S+) admin (http:\/\/\S+)(?: resp (\S+))?/
+const SHARD_READY = /shardline shard \S+ ready: resp ([\d.]+):(\d+) admin https?:\/\/([\d.]+):(\d+)/
+const ROUTER_READY = /shardline router ready: (https?:\/\/\S+) admin (https?:\/\/\S+)(?: resp (\S+))?/
+/** Where a secured config's throwaway CA and certificate live, under the working directory. */
+const LOCAL_TLS_DIR = '.shardline/tls'
 const LOOPBACK = /^(127\.\d+\.\d+\.\d+|localhost|::1)$/
 const ADDRESS_IN_USE = /EADDRINUSE: address already in use (\S+):(\d+)/
 const STOP_DEADLINE_MS = 5000
@@ -26,6 +31,9 @@ export async function runClusterCommand(argv: string[]): Promise<void> {
   const file = values.config ?? DEFAULT_CLUSTER_CONFIG
   const config = loadRouterConfig(file)
   const log = createLogger('cluster')
+  // A token or password missing from the environment would otherwise stop the router only after
+  // every shard started: say it before anything starts.
+  checkSecrets(config)
   const env = { ...process.env, SHARDLINE_LOG_FORMAT: process.stdout.isTTY ? 'pretty' : (process.env.SHARDLINE_LOG_FORMAT ?? 'json') }
   const children = new Set<SupervisedChild>()
   let stopping = false
@@ -47,6 +55,8 @@ export async function runClusterCommand(argv: string[]): Promise<void> {
     // the real addresses written over the destinations, every other setting as the user wrote it.
     const yaml = parse(readFileSync(file, 'utf8')) as { pools: Record<string, { shards: Array<{ primary: unknown; replicas?: unknown[] }> }> }
     const flags = values['max-memory'] ? ['--max-memory', values['max-memory']] : []
+    const shardConfig = await secureShardConfig(config)
+    if (shardConfig) flags.push('--config', shardConfig)
     const groups = Object.entries(config.pools).flatMap(([pool, { shards }]) => shards.map((shard, s) => ({ pool, shard, written: yaml.pools[pool].shards[s] })))
     // Every group is awaited, failed or not, so that none is still starting processes when a
     // failure stops them all.
@@ -69,8 +79,9 @@ export async function runClusterCommand(argv: string[]): Promise<void> {
     children.add(router)
     const [, dataUrl, adminUrl, respAddress] = await router.ready
     console.log(`shardline cluster ready: ${dataUrl} (admin ${adminUrl}${respAddress ? `, resp ${respAddress}` : ''}), ${shardCount} shard processes`)
-    console.log(`  try: curl -XPOST ${dataUrl}/k -H 'content-type: application/json' -d '{"value":"v","ttl":60}'`)
-    if (respAddress) console.log(`  or:  redis-cli -h ${respAddress.slice(0, respAddress.lastIndexOf(':'))} -p ${respAddress.slice(respAddress.lastIndexOf(':') + 1)} SET k v EX 60`)
+    const client = clientFlags(config)
+    console.log(`  try: curl${client.curl} -XPOST ${dataUrl}/k -H 'content-type: application/json' -d '{"value":"v","ttl":60}'`)
+    if (respAddress) console.log(`  or:  redis-cli${client.redisCli} -h ${respAddress.slice(0, respAddress.lastIndexOf(':'))} -p ${respAddress.slice(respAddress.lastIndexOf(':') + 1)} SET k v EX 60`)
   } catch (error) {
     log.error({ error: (error as Error).message }, 'the local cluster did not start')
     await stopAll(1)
@@ -148,6 +159,60 @@ export async function startShardGroup(group: ShardGroupStart): Promise<StartedDe
     }
     group.log.warn({ shard: `${group.pool}/${group.shard.name}`, port: Number(taken[2]), attempt }, 'another process took a port picked for the shard before it could listen; starting its group again on new ports')
   }
+}
+
+/** Fails with SecretSet's own message ("environment variable … is not set") for a secret the environment lacks. */
+function checkSecrets(config: RouterConfig): void {
+  const sets: Array<[string, SecretSource[]]> = config.tenants.map((tenant) => [`tenants.${tenant.name}.tokens`, tenant.tokens])
+  if (config.shardAccess.password !== null) sets.push(['shardAccess.password', [config.shardAccess.password]])
+  for (const [name, sources] of sets) new SecretSet(name, sources).close()
+}
+
+/** True for a file under .shardline/tls/ of the working directory: one the cluster makes. */
+function isLocalTlsFile(file: string): boolean {
+  return !relative(resolve(LOCAL_TLS_DIR), resolve(file)).startsWith('..')
+}
+
+/**
+ * For a config whose router reaches shards with a password or over TLS: makes the local
+ * certificates it names and lacks, and writes the shards' config (in a temp dir), in which the
+ * router's shardAccess.password is the shards' internal password and the router's certificate
+ * theirs, with replication links verified against the same CA. Null for an open config.
+ */
+async function secureShardConfig(config: RouterConfig): Promise<string | null> {
+  const { password, tls: access } = config.shardAccess
+  const named = [config.tls?.cert, config.tls?.key, config.tls?.clientCa, access?.ca, access?.cert, access?.key].filter((file) => file !== undefined)
+  const local = named.some((file) => isLocalTlsFile(file) && !existsSync(file)) ? await ensureLocalTls(LOCAL_TLS_DIR) : null
+  if (password === null && access === null) return null
+  const served = config.tls ?? (local && { cert: local.cert, key: local.key })
+  if (access !== null && !served) throw new Error(`${config.file}: shardAccess.tls needs certificates for the shards to serve: give the router a tls section (its certificate serves the shards too)`)
+  const shard = {
+    ...(password !== null ? { auth: { internalPasswords: [password] } } : {}),
+    ...(access !== null ? { tls: { cert: resolve(served!.cert), key: resolve(served!.key), peers: { ...access, ca: resolve(access.ca), ...(access.cert ? { cert: resolve(access.cert), key: resolve(access.key!) } : {}) } } } : {}),
+  }
+  const file = join(mkdtempSync(join(tmpdir(), 'shardline-cluster-')), 'shard.yaml')
+  // A password written as text in the router's config is in this file too: only the owner reads it.
+  writeFileSync(file, stringify(shard), { mode: 0o600 })
+  return file
+}
+
+/** The curl and redis-cli flags the "try:" lines need: the CA to trust and a token that may write. */
+function clientFlags(config: RouterConfig): { curl: string; redisCli: string } {
+  let curl = ''
+  let redisCli = ''
+  if (config.tls) {
+    const ca = isLocalTlsFile(config.tls.cert) ? join(LOCAL_TLS_DIR, 'ca.pem') : '<the CA of your certificate>'
+    curl += ` --cacert ${ca}`
+    redisCli += ` --tls --cacert ${ca}`
+  }
+  const writer = config.tenants.find((tenant) => tenant.permissions.includes('write'))
+  if (writer) {
+    const env = writer.tokens.find((token): token is { env: string } => typeof token === 'object' && 'env' in token)
+    const token = env ? `$${env.env}` : `<a token of ${writer.name}>`
+    curl += ` -H "Authorization: Bearer ${token}"`
+    redisCli += ` --user ${writer.name} --pass "${token}"`
+  }
+  return { curl, redisCli }
 }
 
 /** A destination whose real address only the start tells: a loopback port 0, data or admin. */

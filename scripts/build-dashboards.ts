@@ -32,7 +32,10 @@ const hitRatio = (by = '') => `${rate('shardline_shard_keyspace_hits_total', by)
 const quantile = (q: number, histogram: string, by: string) => `histogram_quantile(${q}, sum by (${by}) (rate(${histogram}_bucket[${RATE}])))`
 /** Router processes' own series: routers are the targets that export the config generation. */
 const routersOnly = (expr: string) => `${expr} and on (instance, job) shardline_router_config_generation`
-/** The rebalance Job serves its metrics only while it runs: 0 rather than no data the rest of the time. */
+/**
+ * 0 rather than no data for series that are often absent: the rebalance Job's (it serves metrics only
+ * while it runs) and the routers' security counters (none on a router without tenants or TLS).
+ */
 const zeroWhenAbsent = (expr: string) => `${expr} or on () vector(0)`
 
 export const DASHBOARDS: DashboardSpec[] = [
@@ -90,7 +93,7 @@ export const DASHBOARDS: DashboardSpec[] = [
     uid: 'shardline-routers',
     file: 'routers.json',
     title: 'shardline / routers',
-    description: 'The routers: connection-pool saturation and health per shard destination, knock-outs, config reloads, the processes.',
+    description: 'The routers: connection-pool saturation and health per shard destination, knock-outs, config reloads, the processes, and security: auth failures, traffic and rate limiting by tenant, TLS handshake failures.',
     panels: [
       { title: 'Pool saturation: queued commands', unit: 'short', description: 'Commands waiting to be written to each destination (the worst router). At connections.maxQueue (8192) the router answers 503 queue_full.', targets: [{ expr: 'max by (pool, shard, role) (shardline_router_destination_queued)', legend: '{{pool}}/{{shard}} {{role}}' }] },
       { title: 'Pool saturation: in flight', unit: 'short', description: 'Commands sent to each destination awaiting a reply, over all routers.', targets: [{ expr: 'sum by (pool, shard, role) (shardline_router_destination_in_flight)', legend: '{{pool}}/{{shard}} {{role}}' }] },
@@ -103,6 +106,10 @@ export const DASHBOARDS: DashboardSpec[] = [
       { title: 'Router memory (RSS)', unit: 'bytes', description: 'Resident memory of each router process.', targets: [{ expr: routersOnly('process_resident_memory_bytes'), legend: '{{instance}}' }] },
       { title: 'Router CPU', unit: 'percentunit', description: 'Cores each router process uses (the autoscaler scales on CPU).', targets: [{ expr: routersOnly(`rate(process_cpu_seconds_total[${RATE}])`), legend: '{{instance}}' }] },
       { title: 'Router event loop lag p99', unit: 's', description: 'How late each router\'s event loop runs: every request waits this long.', targets: [{ expr: routersOnly('nodejs_eventloop_lag_p99_seconds'), legend: '{{instance}}' }] },
+      { title: 'Auth failures/s by reason', unit: 'reqps', description: 'Requests refused for their credentials: missing_token and bad_token (401), forbidden (403, a permission the tenant lacks). A rise of bad_token after a rotation: a client still sends the old token.', targets: [{ expr: zeroWhenAbsent(rate('shardline_router_auth_failures_total', 'reason')), legend: '{{reason}}' }] },
+      { title: 'Requests/s by tenant', unit: 'reqps', description: 'Requests each tenant\'s tokens authenticated, over all routers (HTTP requests and RESP commands; a batch counts once).', targets: [{ expr: zeroWhenAbsent(rate('shardline_router_tenant_requests_total', 'tenant')), legend: '{{tenant}}' }] },
+      { title: 'Rate-limited/s by tenant', unit: 'reqps', description: 'Requests past their tenant\'s rate limit: enforce refused them with 429, shadow only counted them. The limit is per router: the cluster-wide rate is the limit x routers.', targets: [{ expr: zeroWhenAbsent(rate('shardline_router_rate_limited_total', 'tenant, mode')), legend: '{{tenant}} {{mode}}' }] },
+      { title: 'TLS handshake failures/s', unit: 'ops', description: 'Handshakes that failed on the routers\' data, admin and RESP ports: clients that do not trust the CA, speak plain text to a TLS port, or offer only old TLS versions.', targets: [{ expr: zeroWhenAbsent(rate('shardline_router_tls_handshake_failures_total', 'port')), legend: '{{port}}' }] },
     ],
   },
   {

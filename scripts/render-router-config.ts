@@ -20,6 +20,10 @@ interface PoolValues {
   hotKeys?: Values
 }
 
+/** Where the chart mounts the auth Secret and the TLS Secret ("shardline.authDir", "shardline.tlsDir"). */
+const AUTH_DIR = '/var/run/shardline/auth'
+const TLS_DIR = '/var/run/shardline/tls'
+
 const isMap = (value: unknown): value is Values => typeof value === 'object' && value !== null && !Array.isArray(value)
 
 /** Helm's coalescing of values files: maps merge key by key, anything else replaces, null deletes. */
@@ -82,8 +86,28 @@ export function renderRouterConfig(values: Values, options: { release: string; n
     routes: values.routes,
     defaultPool: values.defaultPool,
     workers: router.workers,
+    ...securityConfig(values),
   }
   return mergeValues(mergeValues(config, router.config as Values), router.extraConfig as Values)
+}
+
+/** Tenants with their token files, the shard password and the TLS files, as auth and tls turn them on. */
+function securityConfig(values: Values): Values {
+  const auth = values.auth as { enabled: boolean; tenants: Values[]; metrics: string }
+  const tls = values.tls as { enabled: boolean; minVersion: string }
+  const config: Values = {}
+  const shardAccess: Values = {}
+  if (auth.enabled) {
+    config.tenants = auth.tenants.map((tenant) => ({ ...structuredClone(tenant), tokens: [{ file: `${AUTH_DIR}/token-${tenant.name}` }] }))
+    config.admin = { metrics: auth.metrics }
+    shardAccess.password = { file: `${AUTH_DIR}/shard-password` }
+  }
+  if (tls.enabled) {
+    config.tls = { cert: `${TLS_DIR}/tls.crt`, key: `${TLS_DIR}/tls.key`, minVersion: tls.minVersion }
+    shardAccess.tls = { ca: `${TLS_DIR}/ca.crt` }
+  }
+  if (Object.keys(shardAccess).length > 0) config.shardAccess = shardAccess
+  return config
 }
 
 async function main(argv: string[]): Promise<void> {

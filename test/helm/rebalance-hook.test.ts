@@ -1,5 +1,6 @@
 // The chart's rebalance hook as it would run: the Job's command line from `helm template`, over the
 // router config the chart renders with a draining shard, against real shard processes: the shard empties.
+// auth is off here, as the test reads the shards directly; the chart's secured job is in helm-template.test.ts.
 import t from 'tap'
 import { execFileSync } from 'node:child_process'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
@@ -18,10 +19,11 @@ const CLI = new URL('../../cli/shardline.ts', import.meta.url).pathname
 const helm = findHelm()
 const KEYS = 300
 const pool = { shards: 3, drainingShards: 1, replicasPerShard: 0 }
+const auth = { enabled: false }
 
 t.test('the hook Job\'s command empties the draining shard into the shards the ring gives its keys', { skip: helm ? false : 'no helm: run `npx node scripts/fetch-helm.ts`' }, async (t) => {
   const rendered = execFileSync(helm!, ['template', 'cache', CHART_DIR, '--namespace', 'prod', '--show-only', 'templates/rebalance-job.yaml',
-    '--set', 'rebalance.enabled=true', '--set', 'rebalance.rateKeysPerSecond=100000', ...Object.entries(pool).flatMap(([name, value]) => ['--set', `pools.main.${name}=${value}`])], { encoding: 'utf8' })
+    '--set', 'rebalance.enabled=true', '--set', 'rebalance.rateKeysPerSecond=100000', '--set', 'auth.enabled=false', ...Object.entries(pool).flatMap(([name, value]) => ['--set', `pools.main.${name}=${value}`])], { encoding: 'utf8' })
   const job = parse(rendered)
   const args = job.spec.template.spec.containers[0].args as string[]
   const mountPath = job.spec.template.spec.containers[0].volumeMounts[0].mountPath as string
@@ -30,7 +32,7 @@ t.test('the hook Job\'s command empties the draining shard into the shards the r
   // One after another: each start has its own deadline, however loaded the machine is.
   const shards: ShardProcess[] = []
   for (const name of ['s0', 's1', 's2']) shards.push(await startShardProcess(t, ['--name', name]))
-  const config = renderRouterConfig(mergeValues(loadChartValues(), { pools: { main: pool } }), { release: 'cache', namespace: 'prod' }) as { pools: { main: { shards: Array<{ name: string; primary: { address: string; admin: string } }> } } }
+  const config = renderRouterConfig(mergeValues(loadChartValues(), { pools: { main: pool }, auth }), { release: 'cache', namespace: 'prod' }) as { pools: { main: { shards: Array<{ name: string; primary: { address: string; admin: string } }> } } }
   config.pools.main.shards.forEach((shard, i) => (shard.primary = { address: `127.0.0.1:${shards[i].port}`, admin: `127.0.0.1:${shards[i].adminPort}` }))
   const dir = mkdtempSync(join(tmpdir(), 'shardline-hook-'))
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))

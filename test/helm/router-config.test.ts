@@ -1,5 +1,6 @@
 // The router config helm/shardline renders (scripts/render-router-config.ts, the same as the chart's
-// "shardline.routerConfig"): it parses as a router config and a real router process serves it.
+// "shardline.routerConfig"): it parses as a router config, with the tenants, shard password and TLS
+// files auth and tls turn on, and a real router process serves it with its token files.
 import t from 'tap'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -69,6 +70,23 @@ t.test('pools, routes, hot keys, limits and extraConfig from values reach the co
   t.equal(parsed.accessLog, true)
 })
 
+t.test('auth and tls values: tenants read token files, the shard password and CA reach shardAccess', async (t) => {
+  const values = mergeValues(loadChartValues(), {
+    auth: { metrics: 'token', tenants: [{ name: 'ops', permissions: ['admin'] }, { name: 'web', permissions: ['read', 'write'], namespace: 'web', pool: 'main', rateLimit: { rate: 100, burst: 200, mode: 'enforce' } }] },
+    tls: { enabled: true, minVersion: 'TLSv1.3' },
+  })
+  const parsed = parseRouterConfig(stringify(renderRouterConfig(values, release)), 'router.yaml')
+  t.same(parsed.tenants, [
+    { name: 'ops', tokens: [{ file: '/var/run/shardline/auth/token-ops' }], permissions: ['admin'], namespace: null, pool: null, rateLimit: null },
+    { name: 'web', tokens: [{ file: '/var/run/shardline/auth/token-web' }], permissions: ['read', 'write'], namespace: 'web', pool: 'main', rateLimit: { rate: 100, burst: 200, mode: 'enforce' } },
+  ])
+  t.same(parsed.admin, { metrics: 'token' })
+  t.same(parsed.tls, { cert: '/var/run/shardline/tls/tls.crt', key: '/var/run/shardline/tls/tls.key', minVersion: 'TLSv1.3' })
+  t.same(parsed.shardAccess, { password: { file: '/var/run/shardline/auth/shard-password' }, tls: { ca: '/var/run/shardline/tls/ca.crt' } })
+  const open = parseRouterConfig(stringify(renderRouterConfig(mergeValues(loadChartValues(), { auth: { enabled: false } }), release)), 'router.yaml')
+  t.same([open.tenants, open.shardAccess, open.tls], [[], { password: null, tls: null }, null], 'auth and tls off: an open router, as before')
+})
+
 t.test('names follow the chart: release containing the chart name, overrides, the 52-character StatefulSet limit', async (t) => {
   const values = loadChartValues()
   t.equal(chartFullname(values, 'shardline'), 'shardline')
@@ -115,16 +133,22 @@ t.test('a real router process loads the rendered default config and shows its ro
   }
   const dir = mkdtempSync(join(tmpdir(), 'shardline-chart-router-'))
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  // The auth Secret's files, where the config names them, as its volume would hold them.
+  const secrets = { 'token-admin': 'admin-token-from-the-secret', 'token-app': 'app-token-from-the-secret', 'shard-password': 'shard-password-from-the-secret' }
+  for (const [key, value] of Object.entries(secrets)) writeFileSync(join(dir, key), `${value}\n`)
   const file = join(dir, 'router.yaml')
-  writeFileSync(file, stringify(config))
+  writeFileSync(file, stringify(config).replaceAll('/var/run/shardline/auth/', `${dir}/`))
   const router = await startRouterProcess(t, file)
   t.equal((await fetch(`${router.adminUrl}/healthz`)).status, 200)
-  const admin = (await (await fetch(`${router.adminUrl}/admin/config`)).json()) as { generation: number; lastError: string | null; tree: unknown }
+  const asAdmin = { headers: { authorization: `Bearer ${secrets['token-admin']}` } }
+  t.equal((await fetch(`${router.adminUrl}/admin/config`)).status, 401, 'the admin port wants the admin tenant\'s token')
+  const admin = (await (await fetch(`${router.adminUrl}/admin/config`, asAdmin)).json()) as { generation: number; lastError: string | null; tree: unknown }
   t.equal(admin.generation, 1)
   t.equal(admin.lastError, null)
+  for (const secret of Object.values(secrets)) t.notOk(JSON.stringify(admin).includes(secret), '/admin/config shows no token or password')
   const tree = JSON.stringify(admin.tree)
   for (const shard of ['s0', 's1', 's2']) t.match(tree, `"${shard}"`, `the route tree has shard ${shard}`)
-  const shards = (await (await fetch(`${router.adminUrl}/admin/shards`)).json()) as { destinations: Array<{ shard: string; role: string }> }
+  const shards = (await (await fetch(`${router.adminUrl}/admin/shards`, asAdmin)).json()) as { destinations: Array<{ shard: string; role: string }> }
   t.equal(shards.destinations.length, 9, '3 shards x (primary + 2 replicas)')
   t.equal(shards.destinations.filter((d) => d.role === 'primary').length, 3)
   t.equal((await fetch(`${router.adminUrl}/readyz`)).status, 503, 'not ready while no shard answers')
