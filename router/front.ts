@@ -16,7 +16,6 @@ import type { RouteTree } from './route-tree.ts'
 import type { ResponseBudget } from './response-budget.ts'
 import type { Op, OpResult } from './routes/route.ts'
 import { admit, forbidden, rateLimitedMessage } from './routes/tenant-route.ts'
-import { bearerToken } from '../common/secrets.ts'
 import type { Tenant } from './tenants.ts'
 
 export interface FrontOptions {
@@ -75,7 +74,7 @@ export function createFront(options: FrontOptions) {
   app.addHook('onRequest', (request, reply, done) => {
     const tree = options.tree()
     if (tree.access.open) return done()
-    const found = tree.access.authenticate(bearerToken(request.headers.authorization))
+    const found = tree.access.authenticateHeader(request.raw.socket, request.headers.authorization)
     if (typeof found !== 'string') {
       request.tenant = found
       return done()

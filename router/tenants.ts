@@ -2,7 +2,7 @@
 // files re-read when they change), permissions, key namespace, pinned pool and rate limit, and
 // the check of a bearer token against them (SHA-256, then timingSafeEqual).
 import type { Logger } from '../common/logger.ts'
-import { SecretSet, sha256 } from '../common/secrets.ts'
+import { bearerToken, SecretSet, sha256 } from '../common/secrets.ts'
 import type { Permission, TenantConfig } from './config.ts'
 import { RateLimiter } from './rate-limiter.ts'
 
@@ -28,6 +28,8 @@ export class TenantAccess {
   readonly open: boolean
   readonly tenants: readonly Tenant[]
   private readonly secrets: Array<{ tenant: Tenant; tokens: SecretSet }>
+  /** Each connection's last accepted Authorization header (a reload makes a new TenantAccess, and so forgets them). */
+  private readonly connections = new WeakMap<object, { header: string; generation: number; tenant: Tenant }>()
 
   constructor(configs: readonly TenantConfig[], log: Logger) {
     this.open = configs.length === 0
@@ -49,6 +51,29 @@ export class TenantAccess {
       throw error
     }
     this.tenants = this.secrets.map(({ tenant }) => tenant)
+  }
+
+  /** Changes whenever a token file changes what any tenant holds. */
+  get generation(): number {
+    let sum = 0
+    for (const { tokens } of this.secrets) sum += tokens.generation
+    return sum
+  }
+
+  /**
+   * authenticate(bearerToken(header)) for a request on connection, remembering the answer for the
+   * connection's next request with the same header until a token file changes: a keep-alive client
+   * pays the hash and the comparisons once per connection, not once per request. (The header is
+   * compared with the one this connection sent before, so its timing tells a client only about
+   * its own earlier header.)
+   */
+  authenticateHeader(connection: object, header: string | undefined): Tenant | AuthFailure {
+    const generation = this.generation
+    const known = this.connections.get(connection)
+    if (known !== undefined && known.header === header && known.generation === generation) return known.tenant
+    const found = this.authenticate(bearerToken(header))
+    if (typeof found !== 'string') this.connections.set(connection, { header: header!, generation, tenant: found })
+    return found
   }
 
   /** The tenant holding token; every tenant's tokens are compared, so the time taken does not say which matched. */

@@ -37,8 +37,17 @@ export function admit(tenant: Tenant, needs: Permission, cost: number, metrics: 
     metrics.rateLimited.inc({ tenant: tenant.name, mode: tenant.limiter!.mode })
     if (tenant.limiter!.mode === 'enforce') return waitMs
   }
-  metrics.tenantRequests.inc({ tenant: tenant.name })
+  requestCounter(tenant, metrics).inc()
   return 0
+}
+
+// prom-client hashes a labels object on every inc(); each tenant's child counter is looked up once.
+const requestCounters = new WeakMap<Tenant, { inc(): void }>()
+
+function requestCounter(tenant: Tenant, metrics: Pick<RouterMetrics, 'tenantRequests'>): { inc(): void } {
+  let counter = requestCounters.get(tenant)
+  if (counter === undefined) requestCounters.set(tenant, (counter = metrics.tenantRequests.labels(tenant.name)))
+  return counter
 }
 
 /** What a refusal for the rate limit says (the HTTP and RESP fronts word it alike). */
