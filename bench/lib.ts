@@ -134,18 +134,22 @@ export interface ShardOptions {
   maxMemory?: string
   policy?: 'lru' | 'fifo' | 'lfu'
   name?: string
+  /** A shard config file (--config): auth, tls. With tls its INFO is not read (the pid is the process's own). */
+  config?: { file: string; tls: boolean }
 }
 
 /** Starts `shardline shard` with ports 0 and waits for its "ready" line. */
 export async function startShard(options: ShardOptions = {}): Promise<RunningServer> {
   const name = options.name ?? 'bench'
-  const args = [options.cli ?? SHARDLINE_CLI, 'shard', '--port', '0', '--admin-port', '0', '--max-memory', options.maxMemory ?? '64mb', '--policy', options.policy ?? 'lru', '--name', name]
+  const args = [options.cli ?? SHARDLINE_CLI, 'shard', '--port', '0', '--admin-port', '0', '--max-memory', options.maxMemory ?? '64mb', '--policy', options.policy ?? 'lru', '--name', name, ...(options.config ? ['--config', options.config.file] : [])]
   // process.execPath is the pinned node 24 that runs this script (npx node), so the child's pid is
   // the shard's own (its re-exec with a heap limit keeps the pid).
   const proc = spawnTracked(`shard ${name}`, process.execPath, args, { cwd: REPO_ROOT, env: { ...process.env, SHARDLINE_LOG_LEVEL: 'warn' } })
-  const ready = new RegExp(`shardline shard ${name} ready: resp ([\\d.]+):(\\d+) admin (http://\\S+)`)
+  const ready = new RegExp(`shardline shard ${name} ready: resp ([\\d.]+):(\\d+) admin (https?://\\S+)`)
   const match = await waitForOutput(proc, ready, 30_000)
   const port = Number(match[2])
+  // The shard re-executes itself with a heap limit (execve keeps the pid).
+  if (options.config?.tls) return { kind: 'shard', proc, port, pid: proc.child.pid!, adminUrl: match[3] }
   const client = await RespClient.connect(port)
   try {
     const info = parseInfo(await client.commandText('INFO', 'server'))
@@ -171,9 +175,9 @@ export interface BenchmarkLoad {
   timeoutMs: number
 }
 
-/** One redis-benchmark run of one test (`-t`); returns its requests per second and the server's CPU per request. */
-export async function redisBenchmark(server: RunningServer, test: string, load: BenchmarkLoad): Promise<BenchmarkRun> {
-  const args = ['-h', HOST, '-p', String(server.port), '-t', test.toLowerCase(), '-n', String(load.requests), '-c', String(load.clients), '-d', String(load.valueBytes), '-r', String(load.keyspace), '-P', String(load.pipeline), '--csv']
+/** One redis-benchmark run of one test (`-t`; extraArgs such as --tls --cacert f); returns its requests per second and the server's CPU per request. */
+export async function redisBenchmark(server: RunningServer, test: string, load: BenchmarkLoad, extraArgs: string[] = []): Promise<BenchmarkRun> {
+  const args = ['-h', HOST, '-p', String(server.port), '-t', test.toLowerCase(), '-n', String(load.requests), '-c', String(load.clients), '-d', String(load.valueBytes), '-r', String(load.keyspace), '-P', String(load.pipeline), '--csv', ...extraArgs]
   const cpuBefore = cpuSeconds(server.pid)
   const csv = await runCommand(`redis-benchmark ${server.kind}`, '/usr/bin/redis-benchmark', args, load.timeoutMs)
   const cpu = cpuSeconds(server.pid) - cpuBefore

@@ -32,11 +32,11 @@ export function httpRequest(port: number, method: string, path: string, body?: s
   })
 }
 
-/** Writes every key through the router's POST /-/batch, 1000 sets per batch. */
-export async function loadThroughRouter(port: number): Promise<void> {
+/** Writes every key through the router's POST /-/batch, 1000 sets per batch; keyPrefix goes before each key (a tenant's namespace). */
+export async function loadThroughRouter(port: number, keyPrefix = ''): Promise<void> {
   for (let start = 0; start < KEY_COUNT; start += 1000) {
     const ops = []
-    for (let i = start; i < Math.min(KEY_COUNT, start + 1000); i++) ops.push({ op: 'set', key: keyName(i), value: valueFor(i) })
+    for (let i = start; i < Math.min(KEY_COUNT, start + 1000); i++) ops.push({ op: 'set', key: `${keyPrefix}${keyName(i)}`, value: valueFor(i) })
     const reply = await httpRequest(port, 'POST', '/-/batch', JSON.stringify({ ops }))
     if (reply.status !== 200) throw new Error(`router batch: HTTP ${reply.status} ${reply.body.slice(0, 300)}`)
     const { results } = JSON.parse(reply.body) as { results: Array<{ stored?: boolean }> }

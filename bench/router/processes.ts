@@ -16,6 +16,12 @@ export interface Backend {
   adminPort: number
 }
 
+/** A second router beside the first: its config file's name, and top-level YAML lines added to its config (tenants, tls). */
+export interface RouterExtras {
+  name?: string
+  config?: string[]
+}
+
 export interface RunningRouter {
   proc: TrackedProcess
   pid: number
@@ -28,8 +34,8 @@ export interface RunningRouter {
  * `cli` runs another checkout's router, to compare code versions side by side; `nodeArgs` go to
  * node before the script (--cpu-prof, --trace-gc).
  */
-export async function startRouter(dir: string, shards: Backend[], cli = SHARDLINE_CLI, nodeArgs: string[] = []): Promise<RunningRouter> {
-  const file = join(dir, 'router.yaml')
+export async function startRouter(dir: string, shards: Backend[], cli = SHARDLINE_CLI, nodeArgs: string[] = [], extra: RouterExtras = {}): Promise<RunningRouter> {
+  const file = join(dir, `${extra.name ?? 'router'}.yaml`)
   const lines = [
     'listen:',
     `  data: ${HOST}:0`,
@@ -40,13 +46,14 @@ export async function startRouter(dir: string, shards: Backend[], cli = SHARDLIN
     '  main:',
     '    shards:',
     ...shards.flatMap((shard) => [`      - name: ${shard.name}`, `        primary: ${HOST}:${shard.port}`]),
+    ...(extra.config ?? []),
   ]
   writeFileSync(file, `${lines.join('\n')}\n`)
   const proc = spawnTracked('router', process.execPath, [...nodeArgs, cli, 'router', '--config', file], {
     cwd: REPO_ROOT,
     env: { ...process.env, SHARDLINE_LOG_LEVEL: 'warn' },
   })
-  const match = await waitForOutput(proc, /shardline router ready: http:\/\/([\d.]+):(\d+) admin http:\/\/([\d.]+):(\d+)(.*)/, 30_000)
+  const match = await waitForOutput(proc, /shardline router ready: https?:\/\/([\d.]+):(\d+) admin https?:\/\/([\d.]+):(\d+)(.*)/, 30_000)
   if (match[5].trim() !== '') throw new Error(`expected a single router process, got: ${match[0]}`)
   if (proc.child.pid === undefined) throw new Error('router has no pid')
   return { proc, pid: proc.child.pid, dataPort: Number(match[2]), adminPort: Number(match[4]) }
@@ -59,8 +66,11 @@ export interface RunningHaproxy {
   config: string
 }
 
-/** HAProxy config: one thread, HTTP mode, `balance uri` with consistent hashing over the shards' admin ports, no logging. */
-export function haproxyConfig(port: number, shards: Backend[]): string {
+/**
+ * HAProxy config: one thread, HTTP mode, `balance uri` with consistent hashing over the shards' admin ports, no logging;
+ * with tlsPem (certificate and key in one file) it terminates TLS on its port.
+ */
+export function haproxyConfig(port: number, shards: Backend[], tlsPem?: string): string {
   return [
     'global',
     '    nbthread 1',
@@ -77,7 +87,7 @@ export function haproxyConfig(port: number, shards: Backend[]): string {
     '    timeout http-keep-alive 30s',
     '',
     'frontend bench',
-    `    bind ${HOST}:${port}`,
+    `    bind ${HOST}:${port}${tlsPem ? ` ssl crt ${tlsPem}` : ''}`,
     '    default_backend shards',
     '',
     'backend shards',
@@ -88,9 +98,9 @@ export function haproxyConfig(port: number, shards: Backend[]): string {
   ].join('\n')
 }
 
-export async function startHaproxy(dir: string, port: number, shards: Backend[]): Promise<RunningHaproxy> {
-  const file = join(dir, 'haproxy.cfg')
-  const config = haproxyConfig(port, shards)
+export async function startHaproxy(dir: string, port: number, shards: Backend[], tlsPem?: string): Promise<RunningHaproxy> {
+  const file = join(dir, tlsPem ? 'haproxy-tls.cfg' : 'haproxy.cfg')
+  const config = haproxyConfig(port, shards, tlsPem)
   writeFileSync(file, config)
   await runTool('haproxy -c', '/usr/sbin/haproxy', ['-c', '-q', '-f', file], 15_000)
   // -db: stay in the foreground, no master/worker: one process, so its pid is the one doing the work.

@@ -15,6 +15,10 @@ export interface WrkLoad {
   /** The Lua script, and the arguments after its path prefix and key count. */
   script: string
   scriptArgs?: string[]
+  /** The base URL when not plain HTTP on loopback (https://…); port is then ignored. */
+  url?: string
+  /** Extra request headers ("Name: value"). */
+  headers?: string[]
 }
 
 export interface WrkCounts {
@@ -24,9 +28,10 @@ export interface WrkCounts {
   socketErrors: number
 }
 
-/** Runs wrk against port, keys at `prefix` + N (/key: for the router, /keys/key: for the shards' API). */
+/** Runs wrk against port (or load.url), keys at `prefix` + N (/key: for the router, /keys/key: for the shards' API). */
 export async function runWrk(name: string, port: number, prefix: string, load: WrkLoad): Promise<WrkCounts> {
-  const args = [`-t${load.threads}`, `-c${load.connections}`, `-d${load.seconds}s`, '--timeout', '2s', '-s', load.script, `http://${HOST}:${port}`, '--', prefix, String(KEY_COUNT), ...(load.scriptArgs ?? [])]
+  const headers = (load.headers ?? []).flatMap((header) => ['-H', header])
+  const args = [`-t${load.threads}`, `-c${load.connections}`, `-d${load.seconds}s`, '--timeout', '2s', ...headers, '-s', load.script, load.url ?? `http://${HOST}:${port}`, '--', prefix, String(KEY_COUNT), ...(load.scriptArgs ?? [])]
   const output = await runTool(`wrk ${name}`, '/usr/bin/wrk', args, (load.seconds + 30) * 1000)
   const rps = output.match(/Requests\/sec:\s+([\d.]+)/)
   const requests = output.match(/(\d+) requests in /)
