@@ -88,7 +88,9 @@ t.test('the secure local cluster: HTTPS with the CA, tenants kept apart, admin f
   const cluster = startCluster(t, secrets)
   const [, url, adminUrl] = await ready(cluster)
   t.ok(existsSync(caFile), 'the CA is in .shardline/tls/ under the working directory')
-  t.match(cluster.output(), `try: curl --cacert .shardline/tls/ca.pem -H "Authorization: Bearer $SHARDLINE_TOKEN_ALICE"`, 'the try: line says how to reach it')
+  // Printed just after the ready line, which may arrive in an earlier chunk of output.
+  const tryLine = 'try: curl --cacert .shardline/tls/ca.pem -H "Authorization: Bearer $SHARDLINE_TOKEN_ALICE"'
+  t.ok(await waitFor(() => cluster.output().includes(tryLine), 10_000, cluster.output), 'the try: line says how to reach it')
 
   const json = ['-H', 'content-type: application/json']
   t.equal((await curl(`${url}/k`, secrets.SHARDLINE_TOKEN_BOB, '-XPOST', ...json, '-d', '{"value":"bob\'s","ttl":60}')).status, 200, 'bob writes k over HTTPS')
