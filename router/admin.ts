@@ -242,8 +242,10 @@ class ShardAdmins {
       connect: (target, callback) => {
         const tls = access().tls
         const options = tls && target.protocol === 'https:' ? tls.connectOptions(target.hostname) : {}
-        // A configured serverName wins over the host name undici would send.
-        buildConnector(options)({ ...target, servername: options.servername ?? target.servername }, callback)
+        // A configured serverName wins over the host name undici would send. The connect has its own
+        // deadline: an abort signal does not end a connect to a cut-off host, which would hold
+        // /admin/shards past the stats' 500 ms for the OS's connect timeout.
+        buildConnector({ ...options, timeout: SHARD_STATS_TIMEOUT_MS })({ ...target, servername: options.servername ?? target.servername }, callback)
       },
     })
   }
