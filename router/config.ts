@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs'
 import { RESP_REQUEST_OVERHEAD_BYTES } from '../common/limits.ts'
 import { secretSourceSchema, type SecretSource } from '../common/secrets.ts'
 import { clientTlsSchema, serverTlsSchema, type ClientTlsFiles, type ServerTlsFiles } from '../common/tls-files.ts'
+import { REGION_MODES, routerRegionSchema, type RegionMode, type RouterRegionConfig } from '../common/region.ts'
 import { ConfigError, compileSchema, interpolateEnv, parseYaml, validateOrThrow } from '../common/validate.ts'
 
 export interface Endpoint {
@@ -43,6 +44,8 @@ export interface HotKeyConfig {
 export interface PoolConfig {
   shards: PoolShardConfig[]
   hotKeys: HotKeyConfig
+  /** What of this pool peer regions may write here (SL.REGION.APPLY): as the peers' shards ship it. */
+  region: RegionMode
 }
 
 export type Permission = 'read' | 'write' | 'admin'
@@ -112,6 +115,8 @@ export interface RouterConfig {
   /** metrics: whether /metrics needs an admin token (open suits a Prometheus that scrapes without one). */
   admin: { metrics: 'open' | 'token' }
   shardAccess: ShardAccessConfig
+  /** This router's region (its versions carry the region's id); null: one region, SL.REGION.* refused. */
+  region: RouterRegionConfig | null
 }
 
 const HOST_PORT = '^[^\\s:]+:\\d{1,5}$'
@@ -153,6 +158,7 @@ const schema = {
         additionalProperties: false,
         required: ['shards'],
         properties: {
+          region: { enum: REGION_MODES, default: 'none' },
           hotKeys: {
             type: 'object',
             additionalProperties: false,
@@ -300,13 +306,14 @@ const schema = {
       default: {},
       properties: { password: secretSourceSchema, tls: clientTlsSchema },
     },
+    region: routerRegionSchema,
   },
 }
 
 type RawDestination = string | { address: string; admin?: string }
 interface RawConfig {
   listen: { data: string; admin: string; resp?: string }
-  pools: Record<string, { shards: { name: string; primary: RawDestination; replicas: RawDestination[]; draining: boolean }[]; hotKeys: HotKeyConfig }>
+  pools: Record<string, { shards: { name: string; primary: RawDestination; replicas: RawDestination[]; draining: boolean }[]; hotKeys: HotKeyConfig; region: RegionMode }>
   routes: { prefix: string; pool: string }[]
   defaultPool?: string
   hashing: RouterConfig['hashing']
@@ -320,6 +327,7 @@ interface RawConfig {
   tls?: ServerTlsFiles
   admin: RouterConfig['admin']
   shardAccess: { password?: SecretSource; tls?: ClientTlsFiles }
+  region?: RouterRegionConfig
 }
 
 const validate = compileSchema<RawConfig>(schema)
@@ -375,8 +383,10 @@ export function parseRouterConfig(text: string, file: string): RouterConfig {
   for (const [poolName, pool] of Object.entries(raw.pools)) {
     const names = new Set<string>()
     if (pool.shards.every((shard) => shard.draining)) at(['pools', poolName, 'shards'], `every shard of pool ${poolName} is draining: at least one must own its keys`)
+    if (pool.region !== 'none' && !raw.region) at(['pools', poolName, 'region'], `pool ${poolName} takes region writes (${pool.region}) but the router has no region: set region.name and region.id`)
     pools[poolName] = {
       hotKeys: pool.hotKeys,
+      region: pool.region,
       shards: pool.shards.map((shard, i) => {
         const path = ['pools', poolName, 'shards', String(i)]
         if (names.has(shard.name)) at([...path, 'name'], `duplicate shard name "${shard.name}" in pool ${poolName}`)
@@ -425,6 +435,7 @@ export function parseRouterConfig(text: string, file: string): RouterConfig {
     tls: raw.tls ?? null,
     admin: raw.admin,
     shardAccess: { password: raw.shardAccess.password ?? null, tls: raw.shardAccess.tls ?? null },
+    region: raw.region ?? null,
   }
 }
 

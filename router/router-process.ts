@@ -107,7 +107,7 @@ export async function startRouter(configFile: string, log: Logger, roles: Router
     return true
   }
 
-  const clock = new HybridLogicalClock()
+  const clock = new HybridLogicalClock(Date.now, config.region?.id ?? null)
   const budget = new ResponseBudget()
   metrics.trackResponseBytes(() => budget.held)
   const serverTls = config.tls === null ? null : new ServerTls(config.tls, {

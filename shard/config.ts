@@ -7,6 +7,7 @@ import { parseByteSize } from '../common/byte-size.ts'
 import { ConfigError, compileSchema, interpolateEnv, parseYaml, validateOrThrow } from '../common/validate.ts'
 import { secretSourceSchema, type SecretSource } from '../common/secrets.ts'
 import { clientTlsSchema, serverTlsSchema, type ClientTlsFiles, type ServerTlsFiles } from '../common/tls-files.ts'
+import { shardRegionSchema, type ShardRegionConfig } from '../common/region.ts'
 import { DEFAULT_MAX_VERSION_DRIFT_MS, EVICTION_POLICIES, type EvictionPolicy } from './store.ts'
 import type { RespServerLimits } from './resp-server.ts'
 import type { ReplicationSettings } from './replication.ts'
@@ -28,6 +29,8 @@ export interface ShardConfig {
   auth: ShardAuthConfig | null
   /** With it, RESP and the admin HTTP serve TLS, and replication links verify their peer (read at start; files reloaded on change). */
   tls: ShardTlsConfig | null
+  /** With it, this shard's writes (as its pool's mode says) are shipped to peer regions' routers; null: one region. */
+  region: ShardRegionConfig | null
 }
 
 export interface ShardAuthConfig {
@@ -45,7 +48,8 @@ export interface ShardTlsConfig extends ServerTlsFiles {
   peers: ClientTlsFiles | null
 }
 
-type RawShardConfig = Omit<ShardConfig, 'maxMemory' | 'replication' | 'auth' | 'tls'> & {
+type RawShardConfig = Omit<ShardConfig, 'maxMemory' | 'replication' | 'auth' | 'tls' | 'region'> & {
+  region?: Omit<ShardRegionConfig, 'peers'> & { peers: Array<Omit<ShardRegionConfig['peers'][number], 'password' | 'tls'> & Partial<Pick<ShardRegionConfig['peers'][number], 'password' | 'tls'>>> }
   auth?: { passwords: SecretSource[]; internalPasswords: SecretSource[] }
   tls?: ServerTlsFiles & { peers?: ClientTlsFiles }
   maxMemory: string | number
@@ -116,6 +120,7 @@ const schema = {
       },
     },
     tls: { ...serverTlsSchema, properties: { ...serverTlsSchema.properties, peers: clientTlsSchema } },
+    region: shardRegionSchema,
     replication: {
       type: 'object',
       additionalProperties: false,
@@ -228,8 +233,17 @@ export function loadShardConfig(argv: string[]): ShardConfig {
     maxPeerBufferBytes: byteSize('replication.maxPeerBufferBytes', raw.replication.maxPeerBufferBytes),
   }
   if (replication.replicaOf && replication.replicas.length > 0) throw new ConfigError('replication: a shard is either a replica (replicaOf) or a primary with replicas, not both')
-  const { auth, tls, ...rest } = raw
-  return { ...rest, maxMemory, replication, auth: auth ?? null, tls: tls ? { ...tls, peers: tls.peers ?? null } : null }
+  const { auth, tls, region, ...rest } = raw
+  return { ...rest, maxMemory, replication, auth: auth ?? null, tls: tls ? { ...tls, peers: tls.peers ?? null } : null, region: region ? shardRegion(region) : null }
+}
+
+function shardRegion(raw: NonNullable<RawShardConfig['region']>): ShardRegionConfig {
+  const names = new Set([raw.name])
+  for (const peer of raw.peers) {
+    if (names.has(peer.name)) throw new ConfigError(`region.peers: ${peer.name} is ${peer.name === raw.name ? 'this region' : 'listed twice'}`)
+    names.add(peer.name)
+  }
+  return { ...raw, peers: raw.peers.map((peer) => ({ ...peer, password: peer.password ?? null, tls: peer.tls ?? null })) }
 }
 
 // Member 0 of a group is its primary, with every other member as a replica; the others are

@@ -20,6 +20,8 @@ export class ReplicationLog {
   // Parallel arrays from `start`: each op, when it was appended, and the bytes appended up to
   // and including it (a running total, so lag in bytes is one subtraction).
   private ops: Buffer[] = []
+  // Ops applied for another region (SL.REGION.APPLY): local replicas need them, peer regions must not get them back.
+  private foreign: boolean[] = []
   private times: number[] = []
   private runningBytes: number[] = []
   private start = 0
@@ -35,8 +37,10 @@ export class ReplicationLog {
     return this.retainedBytes
   }
 
-  append(op: Buffer): void {
+  /** foreign: the op came from another region (it is replicated here, never shipped to a region again). */
+  append(op: Buffer, foreign = false): void {
     this.ops.push(op)
+    this.foreign.push(foreign)
     this.times.push(this.now())
     this.totalBytes += op.length
     this.runningBytes.push(this.totalBytes)
@@ -64,6 +68,16 @@ export class ReplicationLog {
     return this.ops.slice(this.index(offset), this.ops.length)
   }
 
+  /** Whether the op at offset (in the backlog) came from another region. */
+  isForeign(offset: number): boolean {
+    return this.foreign[this.index(offset)]
+  }
+
+  /** The op at offset (in the backlog): one at a time, for a reader that walks the log without copying it. */
+  opAt(offset: number): Buffer {
+    return this.ops[this.index(offset)]
+  }
+
   /** Lag of a peer that has applied everything before offset: in ops, bytes and seconds. */
   lagBehind(offset: number): { ops: number; bytes: number; seconds: number } {
     const ops = Math.max(0, this.headOffset - offset)
@@ -81,6 +95,7 @@ export class ReplicationLog {
 
   private compact(): void {
     this.ops = this.ops.slice(this.start)
+    this.foreign = this.foreign.slice(this.start)
     this.times = this.times.slice(this.start)
     this.runningBytes = this.runningBytes.slice(this.start)
     this.start = 0

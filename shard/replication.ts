@@ -188,6 +188,17 @@ export class Replication {
     if (removed > 0) this.logger.info({ removed }, 'after the full resync, removed keys the primary no longer holds')
   }
 
+  /** Runs apply (a write from another region) with its log ops marked foreign, so that no region gets it back. */
+  fromRegion(apply: () => void): void {
+    const recorder = this.serve().recorder
+    recorder.foreign = true
+    try {
+      apply()
+    } finally {
+      recorder.foreign = false
+    }
+  }
+
   private muted(apply: () => void): void {
     const recorder = this.serving?.recorder
     if (!recorder) return apply()
@@ -211,6 +222,8 @@ export class Replication {
 /** Encodes each store change as a log op (unless muted) and appends it. */
 class ChangeRecorder implements StoreChangeListener {
   muted = false
+  /** The changes being recorded came from another region. */
+  foreign = false
   private readonly log: ReplicationLog
   private readonly logEvictions: boolean
   private readonly writer = new RespWriter()
@@ -223,7 +236,7 @@ class ChangeRecorder implements StoreChangeListener {
   written(key: string, packed: string): void {
     if (this.muted) return
     writeChangeOp(this.writer, key, packed, Date.now())
-    this.log.append(this.writer.take())
+    this.log.append(this.writer.take(), this.foreign)
   }
 
   // A replica's own evictions are its business; a drop (a moved key) is a write every copy makes.

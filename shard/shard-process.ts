@@ -28,7 +28,7 @@ export interface RunningShard {
 
 export async function startShard(config: ShardConfig, log: Logger): Promise<RunningShard> {
   const startedAt = Date.now()
-  const store = new Store({ maxMemory: config.maxMemory, policy: config.policy, tombstoneTtlMs: config.tombstoneTtlMs, maxVersionDriftMs: config.maxVersionDriftMs })
+  const store = new Store({ maxMemory: config.maxMemory, policy: config.policy, tombstoneTtlMs: config.tombstoneTtlMs, maxVersionDriftMs: config.maxVersionDriftMs, regionId: config.region?.id })
   let dataPort = config.port
   // The metrics read the server's connection counts, and the server reports into the metrics.
   const connections = newConnectionStats()

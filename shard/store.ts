@@ -48,6 +48,8 @@ export interface StoreOptions {
    * process start, so that a restarted shard never mistakes an older component of its name for its own.
    */
   writerId?: string
+  /** This shard's region id (common/hlc.ts): the tie-break slot of every version its clock issues; absent without regions. */
+  regionId?: number
 }
 
 /** Told of every change a replica must see (replication sets it; null when nobody listens). */
@@ -123,7 +125,7 @@ export class Store {
     this.maxVersionDriftMs = options.maxVersionDriftMs ?? DEFAULT_MAX_VERSION_DRIFT_MS
     this.writerId = options.writerId ?? randomBytes(6).toString('base64url')
     if (!WRITER_PATTERN.test(this.writerId)) throw new Error(`a writer id is 1-32 of A-Z a-z 0-9 _ -, not ${JSON.stringify(this.writerId)}`)
-    this.clock = new HybridLogicalClock(this.now)
+    this.clock = new HybridLogicalClock(this.now, options.regionId ?? null)
     this.expiries = new ExpiryIndex(100, this.now())
     this.cache = new LRUCache<string, string>({
       maxSize: this.maxMemory,
