@@ -1,7 +1,8 @@
 // The shard's RESP command table: each command's arity and handler, behaving as the Redis docs
 // describe, plus shardline's own SL.* extension commands (versioned writes, flags).
 import { CommandError, INT64_MAX_CHARS, NOT_INTEGER, SYNTAX, int64FromText, invalidExpireTime, negateDelta, toSeconds, ttlMsFromInt64 } from '../common/resp-arguments.ts'
-import type { RespArgs } from '../common/resp-request-parser.ts'
+import { REGION_NAME_PATTERN } from '../common/region.ts'
+import { RespArgs } from '../common/resp-request-parser.ts'
 import { bulkReplyBytes, type RespWriter } from '../common/resp-writer.ts'
 import { ENTRY_HEADER_BYTES, entryFlags, entryIsCounter, entryValue, entryVersion } from './entry.ts'
 import { DEFAULT_SCAN_COUNT, MAX_SCAN_COUNT, SCAN_PAGE_BYTES, type KeyScans } from './key-scan.ts'
@@ -35,6 +36,8 @@ export interface CommandContext {
   authenticated(): boolean
   /** HELLO's fields after proto: the connection's id, the shard's mode and role. */
   greeting(): Array<[string, string | number]>
+  /** Runs apply (SL.REGION.APPLY's write) so that its log ops are marked as another region's, never shipped back. */
+  fromRegion(apply: () => void): void
 }
 
 // An error reply; the connection stays open. (The store's StoreError is answered the same way.)
@@ -89,6 +92,9 @@ const COMMAND_TABLE: Array<[string, Omit<CommandSpec, 'name' | 'index'>]> = [
   ['sl.drop', { arity: 3, run: (ctx, args) => ctx.writer.integer(ctx.store.dropIfNotNewer(key(ctx, args, 1), parseVersion(args, 2)) ? 1 : 0) }],
   ['sl.sync', { arity: -3, whileLoading: true, run: (ctx, args) => ctx.replicate(args.toArray()) }],
   ['sl.digest', { arity: 1, whileLoading: true, run: runDigest }],
+  ['sl.region.apply', { arity: -4, run: runRegionApply }],
+  // A restarted shard answers at once, warming up or not: its peers must learn it may have lost data.
+  ['sl.region.id', { arity: 1, whileLoading: true, run: (ctx) => ctx.writer.bulkLatin1(ctx.store.writerId) }],
 ]
 
 export const COMMAND_SPECS: readonly CommandSpec[] = COMMAND_TABLE.map(([name, spec], index) => ({ name, index, ...spec }))
@@ -333,6 +339,35 @@ function runPutVersioned(ctx: CommandContext, args: RespArgs): void {
   const result = ctx.store.restore(k, receivedEntry(args.latin1(2), Date.now()))
   if (result === 'rejected') throw new CommandError(OUT_OF_MEMORY)
   ctx.writer.integer(result === 'stored' ? 1 : 0)
+}
+
+/** The writes another region sends (common/region.ts REGION_OPS), each run by its own command's handler. */
+const REGION_OP_HANDLERS: Array<[name: string, run: CommandSpec['run'], arity: number]> = [
+  ['sl.setv', runSetVersioned, -4],
+  ['sl.delv', runDeleteVersioned, 3],
+  // A counter's packed entry, merged per writer: exactly SL.PUTV.
+  ['sl.pute', runPutVersioned, 3],
+  ['sl.putv', runPutVersioned, 3],
+]
+const REGION_ORIGIN = new RegExp(REGION_NAME_PATTERN)
+/** The op's own arguments, read in place (reused: commands run one at a time). */
+const regionOpArgs = new RespArgs()
+
+// SL.REGION.APPLY <origin region> <op> <key> <args…>: a peer region's write, applied if newer like
+// any versioned write, its log ops marked foreign so that no region gets it back.
+function runRegionApply(ctx: CommandContext, args: RespArgs): void {
+  if (args.byteLength(1) > 32 || !REGION_ORIGIN.test(args.latin1(1))) throw new CommandError('ERR invalid origin region name')
+  const handler = REGION_OP_HANDLERS.find(([name]) => args.is(2, name))
+  if (handler === undefined) throw new CommandError(`ERR SL.REGION.APPLY takes ${REGION_OP_HANDLERS.map(([name]) => name.toUpperCase()).join(', ')}, not '${args.latin1(2).slice(0, 32)}'`)
+  const [name, run, arity] = handler
+  const count = args.count - 2
+  if (arity > 0 ? count !== arity : count < -arity) throw new CommandError(`ERR wrong number of arguments for '${name}' in SL.REGION.APPLY`)
+  for (let i = 2; i < args.count; i++) regionOpArgs.add(args.buffer(i), 0, args.byteLength(i))
+  try {
+    ctx.fromRegion(() => run(ctx, regionOpArgs))
+  } finally {
+    regionOpArgs.clear()
+  }
 }
 
 // SL.DIGEST: [live keys, sha1 over every key, version, flags and value]; equal digests on a

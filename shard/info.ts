@@ -1,5 +1,7 @@
 // The text of the INFO command: Redis's section layout and field names where they apply
-// (server, clients, memory, persistence, stats, replication, keyspace), so tools that read Redis's INFO read ours.
+// (server, clients, memory, persistence, stats, replication, keyspace), so tools that read Redis's INFO read ours; plus region.
+import type { ShardRegionConfig } from '../common/region.ts'
+import type { RegionShipper } from './region-shipper.ts'
 import type { Replication } from './replication.ts'
 import type { Store } from './store.ts'
 import type { ConnectionStats } from './metrics.ts'
@@ -11,18 +13,21 @@ export interface InfoSources {
   startedAt: number
   store: Store
   replication: Replication
+  region: ShardRegionConfig | null
+  /** One per peer region this shard ships to (none for a replica, or a pool in mode none). */
+  shippers: readonly RegionShipper[]
   connections: ConnectionStats
   maxClients: number
   totalCommands(): number
 }
 
-const SECTIONS = ['server', 'clients', 'memory', 'persistence', 'stats', 'replication', 'keyspace'] as const
+const SECTIONS = ['server', 'clients', 'memory', 'persistence', 'stats', 'replication', 'region', 'keyspace'] as const
 
 export function renderInfo(sources: InfoSources, requested: string[]): string {
   const wanted = requested.length === 0 || requested.some((s) => s === 'all' || s === 'everything' || s === 'default')
     ? SECTIONS
     : SECTIONS.filter((section) => requested.includes(section))
-  return wanted.map((section) => `# ${section[0].toUpperCase()}${section.slice(1)}\r\n${fields(sources, section).map(([k, v]) => `${k}:${v}\r\n`).join('')}`).join('\r\n')
+  return wanted.filter((section) => section !== 'region' || sources.region !== null).map((section) => `# ${section[0].toUpperCase()}${section.slice(1)}\r\n${fields(sources, section).map(([k, v]) => `${k}:${v}\r\n`).join('')}`).join('\r\n')
 }
 
 function fields(sources: InfoSources, section: (typeof SECTIONS)[number]): Array<[string, string | number]> {
@@ -84,6 +89,21 @@ function fields(sources: InfoSources, section: (typeof SECTIONS)[number]): Array
         ['master_repl_offset', replication.log?.headOffset ?? 0],
         ['repl_backlog_size', replication.log?.maxBytes ?? 0],
         ['repl_backlog_histlen', replication.log?.bytes ?? 0],
+      ]
+    }
+    case 'region': {
+      const region = sources.region!
+      return [
+        ['region_name', region.name],
+        ['region_id', region.id],
+        ['region_pool', region.pool],
+        ['region_mode', region.mode],
+        ['region_writer_id', store.writerId],
+        ['region_peers', sources.shippers.length],
+        ...sources.shippers.map((shipper, i): [string, string] => {
+          const peer = shipper.describe()
+          return [`region_peer${i}`, `name=${shipper.peer},connected=${shipper.connected ? 1 : 0},cursor=${peer.cursor},lag=${peer.lagSeconds},queue=${peer.queuedOps},incarnation=${peer.incarnation ?? ''},scanning=${peer.scan === null ? 0 : 1}`]
+        }),
       ]
     }
     case 'keyspace':

@@ -52,6 +52,7 @@ export class Replication {
   private readonly logger: Logger
   private serving: { log: ReplicationLog; source: ReplicationSource; recorder: ChangeRecorder } | null = null
   private warmupTimer: NodeJS.Timeout | null = null
+  private readonly loggedListeners: Array<() => void> = []
 
   constructor(settings: ReplicationSettings, store: Store, logger: Logger, selfName: () => string, maxValueBytes: number, peerAccess: PeerAccess) {
     this.settings = settings
@@ -148,6 +149,16 @@ export class Replication {
     return this.serving?.log ?? null
   }
 
+  /** The log, kept from now on even by a standalone shard (a region shipper reads it from its start). */
+  openLog(): ReplicationLog {
+    return this.serve().log
+  }
+
+  /** Calls listener after every op appended to the log (once the log is open). */
+  onLogged(listener: () => void): void {
+    this.loggedListeners.push(listener)
+  }
+
   close(): void {
     if (this.warmupTimer) clearTimeout(this.warmupTimer)
     this.catchUp?.close()
@@ -163,7 +174,9 @@ export class Replication {
     const log = new ReplicationLog(this.settings.backlogBytes)
     const source = new ReplicationSource(this.store, log, this.settings, this.logger)
     // A replica's evictions are its own business; a primary's are replayed so replicas converge.
-    const recorder = new ChangeRecorder(log, this.role !== 'replica')
+    const recorder = new ChangeRecorder(log, this.role !== 'replica', () => {
+      for (const listener of this.loggedListeners) listener()
+    })
     this.store.changes = recorder
     this.serving = { log, source, recorder }
     return this.serving
@@ -227,16 +240,19 @@ class ChangeRecorder implements StoreChangeListener {
   private readonly log: ReplicationLog
   private readonly logEvictions: boolean
   private readonly writer = new RespWriter()
+  private readonly logged: () => void
 
-  constructor(log: ReplicationLog, logEvictions: boolean) {
+  constructor(log: ReplicationLog, logEvictions: boolean, logged: () => void) {
     this.log = log
     this.logEvictions = logEvictions
+    this.logged = logged
   }
 
   written(key: string, packed: string): void {
     if (this.muted) return
     writeChangeOp(this.writer, key, packed, Date.now())
     this.log.append(this.writer.take(), this.foreign)
+    this.logged()
   }
 
   // A replica's own evictions are its business; a drop (a moved key) is a write every copy makes.
@@ -244,11 +260,13 @@ class ChangeRecorder implements StoreChangeListener {
     if (this.muted || (by === 'budget' && !this.logEvictions)) return
     command(this.writer, DROP, [key, String(entryVersion(packed))])
     this.log.append(this.writer.take())
+    this.logged()
   }
 
   flushed(): void {
     if (this.muted) return
     command(this.writer, FLUSH, [])
     this.log.append(this.writer.take())
+    this.logged()
   }
 }

@@ -42,7 +42,7 @@ export interface RespServerOptions {
   connections: ConnectionStats
   info(sections: string[]): string
   config(): Record<string, string>
-  replication: Pick<Replication, 'attach' | 'loadingAt' | 'role'>
+  replication: Pick<Replication, 'attach' | 'loadingAt' | 'role' | 'fromRegion'>
   /** null: every connection may run every command, as before AUTH existed. */
   auth: ShardAuth | null
   /** Serve RESP over TLS with these certificates. */
@@ -209,6 +209,7 @@ export class RespServer {
       authenticate: (user, password) => this.authenticate(client, user, password),
       authenticated: () => client.access !== 'none',
       greeting: () => [['id', id], ['mode', 'standalone'], ['role', this.options.replication.role === 'replica' ? 'replica' : 'master']],
+      fromRegion: (apply) => this.options.replication.fromRegion(apply),
     }
     this.clients.add(client)
     this.connections.current++

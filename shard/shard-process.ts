@@ -2,6 +2,7 @@
 // the admin HTTP server and the expiry sweep; starts them, reports their addresses, and shuts them down gracefully.
 import type { AddressInfo } from 'node:net'
 import type { Logger } from '../common/logger.ts'
+import { SecretSet } from '../common/secrets.ts'
 import { ThrottledWarnings } from '../common/throttled-warning.ts'
 import { ClientTls, ServerTls } from '../common/tls-files.ts'
 import { ConfigError } from '../common/validate.ts'
@@ -12,6 +13,8 @@ import { renderInfo } from './info.ts'
 import { newConnectionStats, ShardMetrics, type ShardPort } from './metrics.ts'
 import { LOADING_ACTIVITY, Replication } from './replication.ts'
 import { registerReplicationMetrics } from './replication-metrics.ts'
+import { registerRegionMetrics } from './region-metrics.ts'
+import { RegionShipper } from './region-shipper.ts'
 import { RespServer } from './resp-server.ts'
 import { ShardAuth } from './shard-auth.ts'
 import { Store } from './store.ts'
@@ -38,13 +41,22 @@ export async function startShard(config: ShardConfig, log: Logger): Promise<Runn
   const replication = new Replication(config.replication, store, log, () => `${config.name}@${config.host}:${dataPort}`, config.limits.maxValueBytes, security.peerAccess)
   let closing = false
   registerReplicationMetrics(metrics.registry, replication)
+  let shipping: ReturnType<typeof regionShipping>
+  try {
+    shipping = regionShipping(config, store, replication, log)
+  } catch (error) {
+    security.close()
+    throw error
+  }
+  const { shippers } = shipping
+  registerRegionMetrics(metrics.registry, shippers)
   const resp: RespServer = new RespServer({
     store,
     limits: config.limits,
     metrics,
     log,
     connections,
-    info: (sections) => renderInfo({ name: config.name, version: VERSION, port: dataPort, startedAt, store, replication, connections, maxClients: config.limits.maxClients, totalCommands: () => resp.totalCommands }, sections),
+    info: (sections) => renderInfo({ name: config.name, version: VERSION, port: dataPort, startedAt, store, replication, region: config.region, shippers, connections, maxClients: config.limits.maxClients, totalCommands: () => resp.totalCommands }, sections),
     config: () => ({
       maxmemory: String(config.maxMemory),
       'maxmemory-policy': `allkeys-${config.policy}`,
@@ -76,6 +88,7 @@ export async function startShard(config: ShardConfig, log: Logger): Promise<Runn
     clientBufferBytes: connections.bufferedBytes,
     memory: process.memoryUsage(),
     replication: replication.stats(),
+    region: config.region && { name: config.region.name, id: config.region.id, pool: config.region.pool, mode: config.region.mode, writerId: store.writerId, peers: shippers.map((shipper) => shipper.describe()) },
   })
   const notReadyBecause = () => closing ? 'shutting down' : replication.loading && LOADING_ACTIVITY[replication.loading]
   const admin = createAdminServer({ store, metrics, limits: config.limits, log, stats, notReadyBecause, auth, tls: serverTls, onTlsFailure: security.tlsFailed('admin') })
@@ -85,6 +98,7 @@ export async function startShard(config: ShardConfig, log: Logger): Promise<Runn
     await admin.listen({ port: config.adminPort, host: config.host })
   } catch (error) {
     await resp.close(0)
+    shipping.close()
     security.close()
     throw error
   }
@@ -93,6 +107,7 @@ export async function startShard(config: ShardConfig, log: Logger): Promise<Runn
   const sweeper = setInterval(() => store.sweep(config.sweep.batch), config.sweep.intervalMs)
   sweeper.unref()
   replication.start()
+  for (const shipper of shippers) shipper.start()
   log.info({ name: config.name, data: `${data.address}:${data.port}`, admin: `${adminAddress.address}:${adminAddress.port}`, maxMemory: config.maxMemory, policy: config.policy, tls: serverTls !== null, auth: auth !== null }, 'shard started')
   return {
     config,
@@ -104,9 +119,53 @@ export async function startShard(config: ShardConfig, log: Logger): Promise<Runn
       closing = true
       clearInterval(sweeper)
       replication.close()
+      shipping.close()
       await Promise.all([resp.close(graceMs), admin.close()])
       security.close()
     },
+  }
+}
+
+/**
+ * A shipper per peer region, for a primary or standalone shard whose pool crosses regions: each reads
+ * the replication log, which such a shard keeps from its start.
+ */
+function regionShipping(config: ShardConfig, store: Store, replication: Replication, log: Logger) {
+  const region = config.region
+  const closers: Array<{ close(): void }> = []
+  const close = () => {
+    for (const closer of closers) closer.close()
+  }
+  if (region === null || region.mode === 'none' || region.peers.length === 0 || replication.role === 'replica') return { shippers: [], close }
+  try {
+    const replicationLog = replication.openLog()
+    const shippers = region.peers.map((peer) => {
+      const tls = peer.tls ? new ClientTls(peer.tls) : null
+      if (tls) closers.push(tls)
+      const password = peer.password === null ? null : new SecretSet(`region.peers[${peer.name}].password`, [peer.password], (message) => log.warn(message))
+      if (password) closers.push(password)
+      // A hash-only password can check a peer but not be sent to one: said at start, not per connect.
+      password?.presented()
+      const shipper = new RegionShipper({
+        region,
+        peer,
+        log: replicationLog,
+        store,
+        logger: log,
+        tls,
+        password: password && (() => password.presented()),
+        replyTimeoutMs: Math.max(config.replication.timeoutMs, 3 * region.helloMs),
+      })
+      closers.unshift(shipper)
+      return shipper
+    })
+    replication.onLogged(() => {
+      for (const shipper of shippers) shipper.logged()
+    })
+    return { shippers, close }
+  } catch (error) {
+    close()
+    throw error
   }
 }
 
