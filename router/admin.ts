@@ -215,9 +215,19 @@ function namespaceOwners(access: TenantAccess): Map<string, Tenant> {
   return owners
 }
 
-/** The security settings without their secrets: who the tenants are and what they may do, whether a shard password is set, which files hold certificates. */
+/**
+ * The security settings without their secrets: who the tenants are and what they may do, whether a
+ * shard password is set, which files hold certificates; the region, how many passwords admit its
+ * peers, and what each pool takes from them.
+ */
 function securityConfig(config: RouterConfig) {
   return {
+    region: config.region === null ? null : {
+      name: config.region.name,
+      id: config.region.id,
+      passwords: config.region.passwords.length,
+      pools: Object.fromEntries(Object.entries(config.pools).map(([name, pool]) => [name, pool.region])),
+    },
     tenants: config.tenants.map(({ name, permissions, namespace, pool, rateLimit }) => ({ name, permissions, namespace, pool, rateLimit })),
     tls: config.tls,
     admin: config.admin,

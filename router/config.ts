@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs'
 import { RESP_REQUEST_OVERHEAD_BYTES } from '../common/limits.ts'
 import { secretSourceSchema, type SecretSource } from '../common/secrets.ts'
 import { clientTlsSchema, serverTlsSchema, type ClientTlsFiles, type ServerTlsFiles } from '../common/tls-files.ts'
-import { REGION_MODES, routerRegionSchema, type RegionMode, type RouterRegionConfig } from '../common/region.ts'
+import { REGION_MODES, REGION_USER, routerRegionSchema, type RegionMode, type RouterRegionConfig } from '../common/region.ts'
 import { ConfigError, compileSchema, interpolateEnv, parseYaml, validateOrThrow } from '../common/validate.ts'
 
 export interface Endpoint {
@@ -377,6 +377,7 @@ export function parseRouterConfig(text: string, file: string): RouterConfig {
     tenantNames.add(tenant.name)
     if (tenant.namespace === undefined && !tenant.permissions.includes('admin')) at(['tenants', String(i)], `tenant ${tenant.name} needs a namespace (only an admin tenant may work on every key)`)
     if (tenant.pool !== undefined && !raw.pools[tenant.pool]) at(['tenants', String(i), 'pool'], `names no pool (pools: ${poolNames.join(', ')})`)
+    if (tenant.name === REGION_USER && raw.region) at(['tenants', String(i), 'name'], `the name ${REGION_USER} is taken by peer regions (AUTH ${REGION_USER} <password>)`)
   })
   const seenAddresses = new Map<string, string>()
   const pools: RouterConfig['pools'] = {}

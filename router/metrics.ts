@@ -1,7 +1,8 @@
 // The router's Prometheus metrics: requests and latency by op and status, connection-pool saturation and
 // health per destination, knock-outs, config reloads, client connections held and shed, response bytes,
 // hot keys, the warm-up route's read-throughs, back-fills and migration windows, and security: auth
-// failures, requests and rate-limited requests by tenant, TLS handshake failures.
+// failures, requests and rate-limited requests by tenant, TLS handshake failures; peer regions' writes
+// applied and refused.
 import type { Server } from 'node:net'
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
 import { LATENCY_BUCKETS_SECONDS, mirroredCounter } from '../common/metric-helpers.ts'
@@ -24,6 +25,15 @@ export interface WarmUpMetrics {
   backfill(pool: string, outcome: 'stored' | 'older' | 'failed'): void
   /** Exports the pool's series at 0, so that a dashboard shows 0 rather than no data before a migration. */
   declarePool(pool: string): void
+}
+
+/** Why a peer region's op was not applied: retry (send it again later), refused (for good), unauthorized. */
+export type RegionErrorReason = 'retry' | 'refused' | 'unauthorized'
+
+/** What the region receiver reports; origin is a region name it bounds (no label straight from client bytes). */
+export interface RegionMetrics {
+  applied(origin: string, pool: string): void
+  error(origin: string, reason: RegionErrorReason): void
 }
 
 export class RouterMetrics {
@@ -52,6 +62,7 @@ export class RouterMetrics {
 
   readonly hotKeys: HotKeyMetrics
   readonly warmUp: WarmUpMetrics
+  readonly region: RegionMetrics
 
   constructor(destinations: () => readonly ShardDestination[], generation: () => number, hotKeyCount: () => number = () => 0) {
     collectDefaultMetrics({ register: this.registry })
@@ -139,6 +150,12 @@ export class RouterMetrics {
         for (const [pool, seconds] of windows()) this.set({ pool }, seconds)
       },
     })
+    const regionApplied = new Counter({ name: 'shardline_router_region_applied_total', help: 'Peer regions\' writes (SL.REGION.APPLY) the owning shard answered without an error, by origin region and pool (applied, or older than what the shard holds).', labelNames: ['origin', 'pool'], registers })
+    const regionErrors = new Counter({ name: 'shardline_router_region_errors_total', help: 'Peer regions\' commands not applied, by origin region and reason: retry (the owning shard unreachable or loading: sent again later), refused (for good), unauthorized.', labelNames: ['origin', 'reason'], registers })
+    this.region = {
+      applied: (origin, pool) => regionApplied.inc({ origin, pool }),
+      error: (origin, reason) => regionErrors.inc({ origin, reason }),
+    }
     perDestination('shardline_router_destination_connections', 'Open connections to the destination.', (d) => d.connected)
     perDestination('shardline_router_destination_in_flight', 'Commands sent to the destination awaiting a reply.', (d) => d.inFlight)
     perDestination('shardline_router_destination_queued', 'Commands waiting to be written to the destination.', (d) => d.queued)

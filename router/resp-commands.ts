@@ -1,9 +1,11 @@
 // The RESP front's commands: each one's arity, the permission it needs, and how its arguments become
 // Ops for the route tree (checked against the config's limits first) and its results a reply, in
-// Redis's words; AUTH and HELLO's AUTH name the connection's tenant.
+// Redis's words; AUTH and HELLO's AUTH name the connection's tenant (or, as user region, a peer
+// region's shard, which runs SL.REGION.*: region-receiver.ts).
 import type { HybridLogicalClock } from '../common/hlc.ts'
 import { CommandError, INT64_MAX_CHARS, SYNTAX, int64FromText, invalidExpireTime, negateDelta, printable, toSeconds, ttlMsFromInt64, unknownCommandMessage } from '../common/resp-arguments.ts'
 import type { Permission, RouterConfig } from './config.ts'
+import type { RegionReceiver } from './region-receiver.ts'
 import { ErrorReply, OK, Status, type Reply } from './resp-reply.ts'
 import type { RouteTree } from './route-tree.ts'
 import type { Tenant } from './tenants.ts'
@@ -17,6 +19,8 @@ export interface CommandContext {
   tenant: Tenant | undefined
   /** Routes an op through the tree in the connection's order for its key (resp-key-order.ts). */
   route(op: Op): Promise<OpResult>
+  /** Answers SL.REGION.*. */
+  regions: RegionReceiver
   clock: HybridLogicalClock
   /** The connection's id (HELLO shows it). */
   clientId: number
@@ -24,9 +28,12 @@ export interface CommandContext {
   info(): string
   /** Close the connection once the replies so far are written. */
   quit(): void
-  /** Names the connection's tenant: the one holding token (and named user, unless user is null or "default"); false for none. */
+  /**
+   * Names the connection's tenant: the one holding token (and named user, unless user is null or
+   * "default"); or, for user region, makes it a peer region's connection. False for none.
+   */
   authenticate(user: string | null, token: string): boolean
-  /** The router has no tenants, or the connection has named its own. */
+  /** The router has no tenants, or the connection has named its own (or is a peer region's). */
   authenticated(): boolean
 }
 
@@ -39,6 +46,8 @@ export interface CommandSpec {
   permission?: Permission
   /** A multi-key command's arguments per key (1, or 2 for key-value pairs): it costs a rate-limit token per key. */
   keyStep?: number
+  /** A peer region's command (SL.REGION.*): who may run it is region-receiver.ts's to say. */
+  region?: true
   run(ctx: CommandContext, args: Buffer[]): Reply | Promise<Reply>
 }
 
@@ -79,6 +88,8 @@ const COMMAND_TABLE: Array<[string, Omit<CommandSpec, 'name'>]> = [
   // redis-cli asks for COMMAND DOCS to show hints; it does without them.
   ['command', { arity: -1, run: () => [] }],
   ['config', { arity: -2, run: runConfig }],
+  ['sl.region.hello', { arity: 4, region: true, run: (ctx, args) => ctx.regions.hello(ctx, args) }],
+  ['sl.region.apply', { arity: -6, region: true, run: (ctx, args) => ctx.regions.applyOp(ctx, args) }],
 ]
 
 /** Commands by name, lower- and upper-case, so the usual spellings need no case folding. */
@@ -227,8 +238,14 @@ function runSelect(_ctx: CommandContext, args: Buffer[]): Reply {
 // AUTH <token> or AUTH <tenant> <token>.
 function runAuth(ctx: CommandContext, args: Buffer[]): Reply {
   if (args.length > 3) throw new CommandError(SYNTAX)
-  if (ctx.tree.access.open) throw new CommandError('ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?')
-  return ctx.authenticate(args.length === 3 ? args[1].toString('utf8') : null, args.at(-1)!.toString('utf8')) ? OK : new ErrorReply(WRONGPASS, 'wrongpass')
+  const user = args.length === 3 ? args[1].toString('utf8') : null
+  if (!checksCredentials(ctx, user)) throw new CommandError('ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?')
+  return ctx.authenticate(user, args.at(-1)!.toString('utf8')) ? OK : new ErrorReply(WRONGPASS, 'wrongpass')
+}
+
+/** The router has tenants, or user is the region's (with region passwords): a credential is checked, not refused as needless. */
+function checksCredentials(ctx: CommandContext, user: string | null): boolean {
+  return !ctx.tree.access.open || ctx.tree.regionAccess.takesAuth(user)
 }
 
 // HELLO [protover [AUTH tenant token] [SETNAME name]]: RESP2 only, its map as a flat array as Redis
@@ -245,7 +262,7 @@ function runHello(ctx: CommandContext, args: Buffer[]): Reply {
       else if (option === 'auth' && i + 2 < args.length) credentials = { user: args[++i].toString('utf8'), token: args[++i].toString('utf8') }
       else throw new CommandError(`ERR Syntax error in HELLO option '${printable(args[i])}'`)
     }
-    if (credentials && !ctx.tree.access.open && !ctx.authenticate(credentials.user, credentials.token)) return new ErrorReply(WRONGPASS, 'wrongpass')
+    if (credentials && checksCredentials(ctx, credentials.user) && !ctx.authenticate(credentials.user, credentials.token)) return new ErrorReply(WRONGPASS, 'wrongpass')
     if (text !== '2') return new ErrorReply('NOPROTO sorry, this protocol version is not supported')
   }
   if (credentials === null && !ctx.authenticated()) return new ErrorReply('NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time', 'noauth')

@@ -1,7 +1,7 @@
 // The router's RESP front (the Redis protocol, limits.listen.resp): connections, pipelined commands
 // run concurrently through the route tree with replies written in order, and the bounds on clients.
 // With tenants, a connection runs data commands once AUTH names its tenant, within its permissions and rate limit;
-// over TLS when the config has certificates (redis-cli --tls).
+// a peer region's shard (AUTH region <password>) runs SL.REGION.* only; over TLS when the config has certificates (redis-cli --tls).
 import { once } from 'node:events'
 import net from 'node:net'
 import tls, { type TLSSocket } from 'node:tls'
@@ -21,6 +21,7 @@ import type { ResponseBudget } from './response-budget.ts'
 import { BEFORE_AUTH, NOAUTH, REDIS_VERSION, findCommand, unknownCommand, wrongArity, type CommandContext, type CommandSpec } from './resp-commands.ts'
 import { ErrorReply, routeErrorReply, valueBytes, writeReply, type Reply } from './resp-reply.ts'
 import { KeyOrder } from './resp-key-order.ts'
+import { RegionReceiver } from './region-receiver.ts'
 import type { RouteTree } from './route-tree.ts'
 import type { Op } from './routes/route.ts'
 import { admit, rateLimitedMessage } from './routes/tenant-route.ts'
@@ -68,6 +69,8 @@ interface Slot {
 export class RespFront {
   readonly server: net.Server
   readonly options: RespFrontOptions
+  /** Answers peer regions' SL.REGION.* commands. */
+  readonly regions: RegionReceiver
   private readonly parserLimits: RespLimits
   private readonly connections = new Set<Connection>()
   private readonly warnings: ThrottledWarnings
@@ -78,6 +81,7 @@ export class RespFront {
   constructor(options: RespFrontOptions) {
     this.options = options
     this.warnings = new ThrottledWarnings(options.log)
+    this.regions = new RegionReceiver(options.metrics.region, options.log)
     this.parserLimits = {
       // Room past the value limit, so an oversize value gets "value too large" and the connection stays.
       maxBulkBytes: options.limits.maxValueBytes + RESP_REQUEST_OVERHEAD_BYTES,
@@ -153,7 +157,10 @@ export class RespFront {
     if (!spec) return unknownCommand(args)
     const tree = this.options.tree()
     // Before the arity: Redis answers NOAUTH to any command, well-formed or not.
-    if (!tree.access.open) {
+    if (spec.region === true || connection.peerOn(tree)) {
+      const refusal = this.regions.refusal(tree, spec, args, { peer: connection.peerOn(tree), tenant: connection.tenantOn(tree) !== null, remoteAddress: connection.socket.remoteAddress })
+      if (refusal !== null) return refusal
+    } else if (!tree.access.open) {
       const refusal = this.refusal(connection, tree, spec, args)
       if (refusal !== null) return refusal
     }
@@ -247,6 +254,8 @@ class Connection {
   /** Who AUTH named, and on which tree: a reload finds the tenant again by name (gone: not authenticated). */
   private tenant: Tenant | null = null
   private tenantTree: RouteTree | null = null
+  /** AUTH named the region: a peer region's shard (region-receiver.ts says what it may run). */
+  private regionPeer = false
   private readonly onCommand = (args: Buffer[]) => this.command(args)
   private readonly flushNow = () => {
     this.flushScheduled = false
@@ -278,6 +287,11 @@ class Connection {
     return this.tenant
   }
 
+  /** A peer region's connection, while the tree still takes region passwords. */
+  peerOn(tree: RouteTree): boolean {
+    return this.regionPeer && tree.regionAccess.takesPasswords
+  }
+
   /** The context commands run in, made again only when a reload or AUTH brings another tree or tenant. */
   context(tree: RouteTree): CommandContext {
     const tenant = this.tenantOn(tree) ?? undefined
@@ -292,12 +306,13 @@ class Connection {
         tree,
         tenant,
         route,
+        regions: this.front.regions,
         clock: this.front.options.clock,
         clientId: this.id,
         info: () => this.front.info(),
         quit: () => this.finish(),
         authenticate: (user, token) => this.authenticate(tree, user, token),
-        authenticated: () => tree.access.open || this.tenantOn(tree) !== null,
+        authenticated: () => tree.access.open || this.tenantOn(tree) !== null || this.peerOn(tree),
       }
     }
     return this.commandContext
@@ -305,6 +320,16 @@ class Connection {
 
   // A failed AUTH leaves the connection as it was (Redis keeps the user it had).
   private authenticate(tree: RouteTree, user: string | null, token: string): boolean {
+    if (tree.regionAccess.takesAuth(user)) {
+      if (!tree.regionAccess.authenticate(token)) {
+        tree.authFailures.record('bad_token', this.socket.remoteAddress, 'resp')
+        this.front.regions.refusedPassword()
+        return false
+      }
+      this.regionPeer = true
+      this.tenant = null
+      return true
+    }
     const found = tree.access.authenticate(token)
     // "default" is what clients send when given a password only.
     const named = typeof found !== 'string' && (user === null || user === found.name || (user === 'default' && tree.access.byName('default') === undefined))
@@ -314,6 +339,7 @@ class Connection {
     }
     this.tenant = found
     this.tenantTree = tree
+    this.regionPeer = false
     return true
   }
 

@@ -1,5 +1,6 @@
 // Builds the route tree a config describes (tenant -> prefix -> hot keys -> [warm-up] -> pool -> failover ->
-// destinations) with its own tenants, connections and health monitor, counts ops in flight, and closes once drained.
+// destinations, and per pool a region route for peer regions' writes) with its own tenants, region
+// passwords, connections and health monitor, counts ops in flight, and closes once drained.
 import type { Logger } from '../common/logger.ts'
 import { HashRing } from '../common/ring.ts'
 import { AuthFailures } from './auth-failures.ts'
@@ -8,11 +9,13 @@ import { HealthMonitor } from './health-monitor.ts'
 import type { HotKeyMetrics, WarmUpMetrics } from './metrics.ts'
 import { type Migration, nextMigration, sameOwners } from './migration-window.ts'
 import { poolRing } from './pool-layout.ts'
+import { RegionAccess } from './region-access.ts'
+import { RegionRoute, type RawRoute } from './region-route.ts'
 import { FailoverRoute } from './routes/failover-route.ts'
 import { HotKeyRoute } from './routes/hot-key-route.ts'
 import { type PoolRoute, RingPoolRoute } from './routes/pool-route.ts'
 import { PrefixRoute } from './routes/prefix-route.ts'
-import type { Op, OpResult, Route, RouteStep } from './routes/route.ts'
+import type { Op, OpResult, RawOp, RawResult, Route, RouteStep } from './routes/route.ts'
 import { TenantRoute } from './routes/tenant-route.ts'
 import { WarmUpRoute } from './routes/warm-up-route.ts'
 import { ShardAccess } from './shard-access.ts'
@@ -47,6 +50,10 @@ export class RouteTree {
   readonly shardAccess: ShardAccess
   /** Where every port reports a request refused for its credentials. */
   readonly authFailures: AuthFailures
+  /** Who may send peer regions' writes (the config's region passwords); a reload swaps it with the tree. */
+  readonly regionAccess: RegionAccess
+  /** Each pool's route for peer regions' writes (SL.REGION.APPLY), by pool name. */
+  readonly regionRoutes = new Map<string, RegionRoute>()
   private readonly warmUpRoutes = new Map<string, WarmUpRoute>()
   private readonly root: TenantRoute
   private readonly health: HealthMonitor
@@ -63,16 +70,23 @@ export class RouteTree {
     // First: a token file that cannot be read refuses the config before any connection opens.
     this.access = new TenantAccess(config.tenants, log)
     try {
+      this.regionAccess = new RegionAccess(config, log)
+    } catch (error) {
+      this.access.close()
+      throw error
+    }
+    try {
       this.shardAccess = new ShardAccess(config.shardAccess, (problem) => log.error(problem))
     } catch (error) {
       this.access.close()
+      this.regionAccess.close()
       throw error
     }
     this.authFailures = new AuthFailures(log, (reason) => metrics.authFailures?.inc({ reason }))
     const destinations: ShardDestination[] = []
     const pools = new Map<string, Route>()
     for (const [poolName, pool] of Object.entries(config.pools)) {
-      const shards = new Map<string, Route>()
+      const shards = new Map<string, FailoverRoute>()
       for (const shard of pool.shards) {
         const chain = [shard.primary, ...shard.replicas].map((destination, index) => new ShardDestination({
           pool: poolName,
@@ -104,7 +118,7 @@ export class RouteTree {
 
   // The pool's ring (the previous tree's, when the owners are the same), and the warm-up node over it
   // while a migration window is open or shards drain; otherwise the pool route alone.
-  private poolRoute(poolName: string, pool: PoolConfig, shards: Map<string, Route>, log: Logger, metrics: WarmUpMetrics, previous: PreviousLayouts | undefined): PoolRoute {
+  private poolRoute(poolName: string, pool: PoolConfig, shards: Map<string, FailoverRoute>, log: Logger, metrics: WarmUpMetrics, previous: PreviousLayouts | undefined): PoolRoute {
     const before = previous?.layouts.get(poolName)
     if (previous?.config.pools[poolName]) warnOfRemovedOwners(log, poolName, previous.config.pools[poolName], pool)
     const built = poolRing(pool, this.config.hashing.pointsPerShard)
@@ -112,6 +126,7 @@ export class RouteTree {
     const migration = nextMigration(before, ring, this.config.migration.windowMs, Date.now())
     this.layouts.set(poolName, { ring, migration })
     const next = new RingPoolRoute(poolName, shards, ring)
+    this.regionRoutes.set(poolName, new RegionRoute(poolName, pool.region, shards, ring, pool.hotKeys))
     const drainingRing = ring.nodes.length < pool.shards.length ? new HashRing(pool.shards.map((shard) => shard.name), this.config.hashing.pointsPerShard) : null
     if (migration.rings.length === 0 && !drainingRing) return next
     const warmUp = new WarmUpRoute({ next, migration, drainingRing, hotKeys: pool.hotKeys, metrics, log })
@@ -120,13 +135,22 @@ export class RouteTree {
     return warmUp
   }
 
+  route(op: Op): Promise<OpResult> {
+    return this.counted(this.root, op)
+  }
+
+  /** A peer region's op through a pool's region route (or one of its shards), counted in flight as route's. */
+  routeRegion(route: RawRoute, op: RawOp): Promise<RawResult> {
+    return this.counted(route, op)
+  }
+
   // Not an async function: one reaction on the route's own promise counts the op out, where
   // async plus try/finally would cost two more promises on every request.
-  route(op: Op): Promise<OpResult> {
+  private counted<O, R>(route: { route(op: O): Promise<R> }, op: O): Promise<R> {
     this.active++
-    let outcome: Promise<OpResult>
+    let outcome: Promise<R>
     try {
-      outcome = this.root.route(op)
+      outcome = route.route(op)
     } catch (error) {
       this.settled()
       return Promise.reject(error)
@@ -172,6 +196,7 @@ export class RouteTree {
     }
     this.health.stop()
     this.access.close()
+    this.regionAccess.close()
     for (const destination of this.destinations) destination.close()
     this.shardAccess.close()
   }

@@ -1,10 +1,11 @@
 // How each Op is spoken to a shard in RESP (SL.GETV, SL.SETV, SL.DELV, SET, PEXPIRE, PTTL, …) and how its reply is read
-// back into an OpResult; an unexpected reply is a ShardErrorReply, -LOADING a reason to fail over.
+// back into an OpResult (a raw op's command and reply go as they are); an unexpected reply is a
+// ShardErrorReply, -LOADING a reason to fail over.
 import { inspect } from 'node:util'
 import { INT64_MAX, INT64_MIN } from '../common/limits.ts'
 import { RespErrorReply, type RespReply } from '../common/resp-reply-parser.ts'
 import { CounterOverflowError, NotACounterError, ShardConnectionError, ShardErrorReply } from './errors.ts'
-import type { Op, OpResult } from './routes/route.ts'
+import type { Op, OpResult, RawOp, RawResult } from './routes/route.ts'
 import type { ShardDestination } from './shard-destination.ts'
 
 export async function runOnDestination(destination: ShardDestination, op: Op): Promise<OpResult> {
@@ -60,6 +61,12 @@ export async function runOnDestination(destination: ShardDestination, op: Op): P
   }
 }
 
+/** A raw op's command as it is; its reply as it is, but LOADING (thrown as a ShardConnectionError, to fail over). */
+export async function runRawOnDestination(destination: ShardDestination, op: RawOp): Promise<RawResult> {
+  const reply = await destination.send(op.command)
+  return { kind: 'raw', reply: reply instanceof RespErrorReply ? failOverIfLoading(destination, reply) : reply }
+}
+
 // SET key value [NX|XX] [PX ms|KEEPTTL]: the shard checks the condition and stores in one step;
 // +OK when stored, a null reply when the condition did not hold.
 async function runPlainSet(destination: ShardDestination, op: Extract<Op, { kind: 'set' }>): Promise<OpResult> {
@@ -82,15 +89,18 @@ function counterValue(text: string): bigint {
 }
 
 function check(destination: ShardDestination, reply: RespReply): RespReply {
-  if (reply instanceof RespErrorReply) {
-    if (reply.message.startsWith('LOADING')) {
-      // A restarted primary still loading its replica's data: knock it out until it is ready,
-      // and let the failover route take this op to the replica.
-      const error = new ShardConnectionError(`${destination.name}: ${reply.message}`)
-      destination.onHardFailure(error)
-      throw error
-    }
-    throw new ShardErrorReply(destination.name, reply.message)
+  if (reply instanceof RespErrorReply) throw new ShardErrorReply(destination.name, failOverIfLoading(destination, reply).message)
+  return reply
+}
+
+/** An error reply as it is, unless it is LOADING: then a ShardConnectionError is thrown. */
+function failOverIfLoading(destination: ShardDestination, reply: RespErrorReply): RespErrorReply {
+  if (reply.message.startsWith('LOADING')) {
+    // A restarted primary still loading its replica's data: knock it out until it is ready,
+    // and let the failover route take this op to the replica.
+    const error = new ShardConnectionError(`${destination.name}: ${reply.message}`)
+    destination.onHardFailure(error)
+    throw error
   }
   return reply
 }

@@ -1,5 +1,6 @@
-// The route tree's vocabulary: an Op (what the front asks for, stamped with who asks), its result,
-// and the Route interface every node implements (route an op, explain where a key goes, describe itself).
+// The route tree's vocabulary: an Op (what the front asks for, stamped with who asks), its result, a
+// raw op (a peer region's shard command) and its result, and the Route interface every node implements (route an op, explain where a key goes, describe itself).
+import type { RespReply } from '../../common/resp-reply-parser.ts'
 import type { Tenant } from '../tenants.ts'
 
 /** An op as the front made it; tenant: who asked (absent when the router has no tenants), whose namespace the tenant route applies. */
@@ -35,6 +36,23 @@ export type OpResult =
   | { kind: 'expire'; applied: boolean }
   /** Redis's PTTL: ms left, -1 for a key without expiry, -2 for a missing key. */
   | { kind: 'ttl'; ttlMs: number }
+
+/**
+ * A shard command sent as it is (a peer region's write: region-receiver.ts), by key to its owner's
+ * failover route, past the tenant, prefix and hot-key routes. Only versioned writes and merges go
+ * this way, so it is safe to repeat on failover.
+ */
+export interface RawOp {
+  kind: 'raw'
+  key: string
+  command: readonly (string | Buffer)[]
+}
+
+/** The shard's reply to a raw op as it is: an error reply is a value here (but LOADING: the next destination is tried). */
+export interface RawResult {
+  kind: 'raw'
+  reply: RespReply
+}
 
 /** One step of a key's way through the tree, for /admin/route/:key. */
 export interface RouteStep {

@@ -186,3 +186,33 @@ t.test('migration.windowMs: 0 (off) up to 7 days', async (t) => {
   t.throws(() => withWindow('1.5'), /migration\.windowMs: must be integer/)
   t.throws(() => parseRouterConfig(`${minimal}migration:\n  window: 5\n`, 'r.yaml'), /migration\.window: is not a known setting/)
 })
+
+t.test('region: a name and an id (0-15) with its passwords; each pool says what peer regions may write (default none)', async (t) => {
+  const withRegion = (region: string, poolMode = '') => `region: ${region}
+pools:
+  main:${poolMode}
+    shards:
+      - name: s0
+        primary: 127.0.0.1:7000
+`
+  const plain = parseRouterConfig(minimal, 'r.yaml')
+  t.equal(plain.region, null, 'no region: one region, SL.REGION.* refused')
+  t.equal(plain.pools.main.region, 'none')
+  const west = parseRouterConfig(withRegion('{ name: west, id: 2, passwords: [p1, { env: HOME }] }', '\n    region: replicate'), 'r.yaml')
+  t.same(west.region, { name: 'west', id: 2, passwords: ['p1', { env: 'HOME' }] })
+  t.equal(west.pools.main.region, 'replicate')
+  t.same(parseRouterConfig(withRegion('{ name: east, id: 0 }'), 'r.yaml').region, { name: 'east', id: 0, passwords: [] }, 'passwords default to none')
+  t.match(errorOf(() => parseRouterConfig(withRegion('{ name: West_1, id: 2 }'), 'r.yaml')), /^r\.yaml:1: region\.name: must be 1-32 of a-z, 0-9 and -/)
+  t.match(errorOf(() => parseRouterConfig(withRegion('{ name: west, id: 16 }'), 'r.yaml')), /^r\.yaml:1: region\.id: must be <= 15/)
+  t.match(errorOf(() => parseRouterConfig(withRegion('{ name: west }'), 'r.yaml')), /region: .*id/)
+  t.match(errorOf(() => parseRouterConfig(withRegion('{ name: west, id: 1, colour: red }'), 'r.yaml')), /region\.colour: is not a known setting/)
+  t.match(errorOf(() => parseRouterConfig(withRegion('{ name: west, id: 1 }', '\n    region: everything'), 'r.yaml')), /^r\.yaml:4: pools\.main\.region: must be equal to one of the allowed values/)
+  const noRegion = `pools:
+  main:
+    region: invalidate
+    shards:
+      - name: s0
+        primary: 127.0.0.1:7000
+`
+  t.match(errorOf(() => parseRouterConfig(noRegion, 'r.yaml')), /^r\.yaml:3: pools\.main\.region: pool main takes region writes \(invalidate\) but the router has no region/)
+})
