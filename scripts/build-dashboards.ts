@@ -18,12 +18,16 @@ interface PanelSpec {
   /** Grid width (24 = the whole row). */
   width?: number
 }
+/** A row heading: the panels after it, on a new line, belong to it. */
+interface RowSpec {
+  row: string
+}
 interface DashboardSpec {
   uid: string
   file: string
   title: string
   description: string
-  panels: PanelSpec[]
+  panels: Array<PanelSpec | RowSpec>
 }
 
 const RATE = '$__rate_interval'
@@ -37,6 +41,8 @@ const routersOnly = (expr: string) => `${expr} and on (instance, job) shardline_
  * while it runs) and the routers' security counters (none on a router without tenants or TLS).
  */
 const zeroWhenAbsent = (expr: string) => `${expr} or on () vector(0)`
+/** Multi-region series exist only where a region is configured (shards shipping, routers applying): 0 elsewhere. */
+const regionRate = (metric: string, by: string) => zeroWhenAbsent(rate(metric, by))
 
 export const DASHBOARDS: DashboardSpec[] = [
   {
@@ -130,7 +136,7 @@ export const DASHBOARDS: DashboardSpec[] = [
     uid: 'shardline-replication',
     file: 'replication.json',
     title: 'shardline / replication',
-    description: 'Primary to replica replication: how far each replica is behind (the window of acknowledged writes a primary\'s death would lose), resyncs, dropped peers, warm-ups and catch-ups.',
+    description: 'Primary to replica replication: how far each replica is behind (the window of acknowledged writes a primary\'s death would lose), resyncs, dropped peers, warm-ups and catch-ups; and between regions: how far each peer region is behind, what is shipped, resyncs, refusals.',
     panels: [
       { title: 'Worst replication lag', kind: 'stat', width: 8, unit: 's', description: 'The oldest write any primary holds that its replica has not acknowledged. Writes inside this window are lost if that primary dies now.', targets: [{ expr: 'max(shardline_replication_lag_seconds{link="to_replica"})', legend: 'lag' }] },
       { title: 'Replicas streaming', kind: 'stat', width: 8, unit: 'short', description: 'Replicas connected to a primary and streaming its log (one per replica when all is well).', targets: [{ expr: 'count(shardline_replication_lag_seconds{link="to_replica"})', legend: 'streaming' }] },
@@ -143,6 +149,20 @@ export const DASHBOARDS: DashboardSpec[] = [
       { title: 'Resyncs', unit: 'short', description: 'Syncs served in the time range: partial (resumed from the backlog) or full (a snapshot). Full resyncs beyond restarts: raise replication.backlogBytes.', targets: [{ expr: 'sum by (shard, kind) (increase(shardline_replication_syncs_total{side="served"}[$__range]))', legend: '{{shard}} {{kind}}' }] },
       { title: 'Catch-ups', unit: 'short', description: 'Primaries back from a stall or a lost write-back link that caught up with their replicas before serving (caught_up), or gave up after replication.catchUp.timeoutMs and served what they had (gave_up: reads of what the replica took may be stale until it flows back).', targets: [{ expr: 'sum by (shard, outcome) (increase(shardline_replication_catch_ups_total[$__range]))', legend: '{{shard}} {{outcome}}' }] },
       { title: 'Peers dropped', unit: 'short', description: 'Replication peers dropped in the time range, by reason: garbage (not the protocol), too_far_behind (the backlog or peer buffer overflowed), timeout (no acknowledgement).', targets: [{ expr: 'sum by (shard, reason) (increase(shardline_replication_peers_dropped_total[$__range]))', legend: '{{shard}} {{reason}}' }] },
+      // Multi-region: the primary shards ship their writes to each peer region's routers (README "Multi-region").
+      { row: 'Regions' },
+      { title: 'Worst region lag', kind: 'stat', width: 8, unit: 's', description: 'The oldest write any shard of this region has not had acknowledged by a peer region: how stale that region\'s reads of it may be. 0 with no region configured.', targets: [{ expr: zeroWhenAbsent('max(shardline_region_lag_seconds)'), legend: 'lag' }] },
+      { title: 'Region links down', kind: 'stat', width: 8, unit: 'short', description: 'Shipping links (one per shard and peer region) not connected to the peer\'s routers: a partition, or the peer\'s routers down. Their writes queue in the log meanwhile.', targets: [{ expr: zeroWhenAbsent('count(shardline_region_connected == 0)'), legend: 'down' }] },
+      { title: 'Region queue', kind: 'stat', width: 8, unit: 'short', description: 'Writes in this region\'s logs not yet acknowledged by a peer region, over all shards and peers.', targets: [{ expr: zeroWhenAbsent('sum(shardline_region_queue_ops)'), legend: 'ops' }] },
+      { title: 'Region lag by peer', unit: 's', description: 'Per peer region, the oldest write not acknowledged by it, the worst shard (during a full scan: the oldest write since the scan began).', targets: [{ expr: zeroWhenAbsent('max by (peer) (shardline_region_lag_seconds)'), legend: '{{peer}}' }] },
+      { title: 'Region queue by peer', unit: 'short', description: 'Writes in the logs not yet acknowledged by each peer region, over all shards. Near the backlog, a longer cut ends in a full scan.', targets: [{ expr: zeroWhenAbsent('sum by (peer) (shardline_region_queue_ops)'), legend: '{{peer}}' }] },
+      { title: 'Shipped ops/s by peer', unit: 'ops', description: 'Writes (and scanned entries) sent to each peer region\'s routers and acknowledged.', targets: [{ expr: regionRate('shardline_region_shipped_ops_total', 'peer'), legend: '{{peer}}' }] },
+      { title: 'Shipped bytes/s by peer', unit: 'Bps', description: 'Bytes sent to each peer region: the cross-region traffic this cache adds.', targets: [{ expr: regionRate('shardline_region_shipped_bytes_total', 'peer'), legend: '{{peer}}' }] },
+      { title: 'Region resyncs', unit: 'short', description: 'Resyncs with each peer region in the time range: partial (a link back, resumed from the log) or full (a scan of every key: at start, after the peer\'s shard restarted, or after falling out of the backlog).', targets: [{ expr: zeroWhenAbsent('sum by (peer, kind) (increase(shardline_region_resyncs_total[$__range]))'), legend: '{{peer}} {{kind}}' }] },
+      { title: 'Shard links connected by peer', unit: 'short', description: 'Shipping links connected to each peer region\'s routers (one per primary shard when all is well).', targets: [{ expr: zeroWhenAbsent('sum by (peer) (shardline_region_connected)'), legend: '{{peer}}' }] },
+      { title: 'Refused by peers/s', unit: 'ops', description: 'Writes a peer region refused for good (not a retry): skipped, so that region may miss them. A wrong pool mode or a version too far ahead of its clock; the shards log each reason.', targets: [{ expr: regionRate('shardline_region_rejected_total', 'peer'), legend: '{{peer}}' }] },
+      { title: 'Applied from other regions/s', unit: 'ops', description: 'At this region\'s routers: writes from each origin region applied to each pool.', targets: [{ expr: regionRate('shardline_router_region_applied_total', 'origin, pool'), legend: '{{origin}} {{pool}}' }] },
+      { title: 'Region apply errors/s', unit: 'ops', description: 'At this region\'s routers: writes from other regions not applied, by reason: retry (the owning shard unreachable or loading: the origin resends), refused (for good), unauthorized (a wrong or missing region password).', targets: [{ expr: regionRate('shardline_router_region_errors_total', 'origin, reason'), legend: '{{origin}} {{reason}}' }] },
     ],
   },
   {
@@ -173,6 +193,12 @@ export function dashboardJson(spec: DashboardSpec): Record<string, unknown> {
   let x = 0
   let y = 0
   const panels = spec.panels.map((panel, index) => {
+    if ('row' in panel) {
+      if (x > 0) y += 8
+      x = 0
+      y += 1
+      return { id: index + 1, type: 'row', title: panel.row, collapsed: false, gridPos: { x: 0, y: y - 1, w: 24, h: 1 }, panels: [] }
+    }
     const w = panel.width ?? 12
     const h = panel.kind === 'stat' ? 4 : 8
     if (x + w > 24) {

@@ -1,5 +1,5 @@
 // scripts/render-router-config.ts: the router config helm/shardline renders ("shardline.routerConfig"
-// in templates/_helpers.tpl) for the chart's values, without Helm: for tests and to check a values file.
+// in templates/_helpers.tpl, with the region settings) for the chart's values, without Helm: for tests and to check a values file.
 //
 //   npx node scripts/render-router-config.ts [-f values.yaml]... [--release shardline] [--namespace default]
 //       [--listen-data host:port] [--listen-admin host:port]
@@ -18,11 +18,14 @@ interface PoolValues {
   standbyShards?: number
   replicasPerShard: number
   hotKeys?: Values
+  region?: string
 }
 
 /** Where the chart mounts the auth Secret and the TLS Secret ("shardline.authDir", "shardline.tlsDir"). */
 const AUTH_DIR = '/var/run/shardline/auth'
 const TLS_DIR = '/var/run/shardline/tls'
+/** Where the routers mount region.passwords ("shardline.regionDir"). */
+const REGION_DIR = '/var/run/shardline/region'
 
 const isMap = (value: unknown): value is Values => typeof value === 'object' && value !== null && !Array.isArray(value)
 
@@ -78,6 +81,7 @@ export function renderRouterConfig(values: Values, options: { release: string; n
         return { name: `s${index}`, primary: destinations[0], replicas: destinations.slice(1), ...(index >= listed - draining ? { draining: true } : {}) }
       }),
       ...(pool.hotKeys ? { hotKeys: structuredClone(pool.hotKeys) } : {}),
+      ...(poolRegionMode(values, poolName) !== 'none' ? { region: pool.region } : {}),
     }
   }
   const config: Values = {
@@ -87,6 +91,7 @@ export function renderRouterConfig(values: Values, options: { release: string; n
     defaultPool: values.defaultPool,
     workers: router.workers,
     ...securityConfig(values),
+    ...regionConfig(values),
   }
   return mergeValues(mergeValues(config, router.config as Values), router.extraConfig as Values)
 }
@@ -108,6 +113,23 @@ function securityConfig(values: Values): Values {
   }
   if (Object.keys(shardAccess).length > 0) config.shardAccess = shardAccess
   return config
+}
+
+/** "shardline.poolRegionMode": a pool's mode, with the chart's checks of the region settings. */
+function poolRegionMode(values: Values, poolName: string): string {
+  const region = values.region as { name: string; passwords: { existingSecret: string } }
+  const mode = (values.pools as Record<string, PoolValues>)[poolName].region || 'none'
+  if (mode !== 'none' && !region.name) throw new Error(`pools.${poolName}.region is ${mode}: set region.name and region.id (this release's region)`)
+  if (region.name && !(values.router as Values).respPort) throw new Error('region.name needs router.respPort: the peer regions\' shards ship to the routers\' RESP port')
+  if (region.name && (values.auth as Values).enabled && !region.passwords.existingSecret) throw new Error('region.name with auth.enabled needs region.passwords.existingSecret: routers with tenants refuse the peer regions\' shards unless they present a region password')
+  return mode
+}
+
+/** This release's region, and the file of the password peer regions' shards present, when region.name is set. */
+function regionConfig(values: Values): Values {
+  const region = values.region as { name: string; id: number; passwords: { existingSecret: string } }
+  if (!region.name) return {}
+  return { region: { name: region.name, id: region.id, ...(region.passwords.existingSecret ? { passwords: [{ file: `${REGION_DIR}/password` }] } : {}) } }
 }
 
 async function main(argv: string[]): Promise<void> {

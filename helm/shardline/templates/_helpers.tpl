@@ -1,7 +1,7 @@
 {{- /*
 helm/shardline/templates/_helpers.tpl: names, labels, the image, shard pod addresses, shard memory,
 the router's config (scripts/render-router-config.ts renders the same config outside Helm), the
-shards' config, and where the pods find the auth and TLS Secrets.
+shards' config, the region settings, and where the pods find the auth, TLS and region Secrets.
 */ -}}
 
 {{- define "shardline.name" -}}
@@ -109,6 +109,9 @@ router.config and router.extraConfig merged over it.
 {{- if hasKey $pool "hotKeys" -}}
 {{- $_ := set $poolConfig "hotKeys" (deepCopy $pool.hotKeys) -}}
 {{- end -}}
+{{- if ne (include "shardline.poolRegionMode" (dict "root" $root "pool" $poolName)) "none" -}}
+{{- $_ := set $poolConfig "region" $pool.region -}}
+{{- end -}}
 {{- $_ := set $pools $poolName $poolConfig -}}
 {{- end -}}
 {{- $listen := dict "data" (printf "0.0.0.0:%d" (int .Values.router.port)) "admin" (printf "0.0.0.0:%d" (int .Values.router.adminPort)) -}}
@@ -132,6 +135,13 @@ router.config and router.extraConfig merged over it.
 {{- end -}}
 {{- if $shardAccess -}}
 {{- $_ := set $config "shardAccess" $shardAccess -}}
+{{- end -}}
+{{- if .Values.region.name -}}
+{{- $region := dict "name" .Values.region.name "id" (int .Values.region.id) -}}
+{{- if .Values.region.passwords.existingSecret -}}
+{{- $_ := set $region "passwords" (list (dict "file" (printf "%s/password" (include "shardline.regionDir" .)))) -}}
+{{- end -}}
+{{- $_ := set $config "region" $region -}}
 {{- end -}}
 {{- $config = mustMergeOverwrite $config (deepCopy .Values.router.config) -}}
 {{- $config = mustMergeOverwrite $config (deepCopy .Values.router.extraConfig) -}}
@@ -169,22 +179,126 @@ prometheus.io/path: /metrics
 {{- end -}}
 
 {{- /*
-The shards' config file (shard/config.ts), when auth or TLS is on: the shard password as their
-internal one (routers, replicas and the rebalance job present it), the certificate they serve, and
-the CA their replication links verify each other with. Empty when both are off.
+The shards' config file (shard/config.ts) of one pool, dict "root" $ "pool" name, when auth, TLS or
+a region is on: the shard password as their internal one (routers, replicas and the rebalance job
+present it), the certificate they serve, the CA their replication links verify each other with,
+and the region they ship the pool's writes from. Empty when all are off.
 */ -}}
 {{- define "shardline.shardConfig" -}}
+{{- $root := .root -}}
 {{- $config := dict -}}
-{{- if .Values.auth.enabled -}}
-{{- $_ := set $config "auth" (dict "internalPasswords" (list (dict "file" (printf "%s/shard-password" (include "shardline.authDir" .))))) -}}
+{{- if $root.Values.auth.enabled -}}
+{{- $_ := set $config "auth" (dict "internalPasswords" (list (dict "file" (printf "%s/shard-password" (include "shardline.authDir" $root))))) -}}
 {{- end -}}
-{{- if .Values.tls.enabled -}}
-{{- $tls := include "shardline.serverTls" . | fromYaml -}}
-{{- $_ := set $tls "peers" (dict "ca" (printf "%s/ca.crt" (include "shardline.tlsDir" .))) -}}
+{{- if $root.Values.tls.enabled -}}
+{{- $tls := include "shardline.serverTls" $root | fromYaml -}}
+{{- $_ := set $tls "peers" (dict "ca" (printf "%s/ca.crt" (include "shardline.tlsDir" $root))) -}}
 {{- $_ := set $config "tls" $tls -}}
+{{- end -}}
+{{- if $root.Values.region.name -}}
+{{- $_ := set $config "tombstoneTtlMs" (int $root.Values.region.tombstoneTtlMs) -}}
+{{- $_ := set $config "region" (include "shardline.shardRegion" . | fromYaml) -}}
 {{- end -}}
 {{- if $config -}}
 {{- toYaml $config -}}
+{{- end -}}
+{{- end -}}
+
+{{- /* The shard config's file name in its ConfigMap: one per pool with a region (the pool is in it), else one for all. */ -}}
+{{- define "shardline.shardConfigFile" -}}
+{{- if .root.Values.region.name -}}shard-{{ .pool }}.yaml{{- else -}}shard.yaml{{- end -}}
+{{- end -}}
+
+{{- /*
+Multi-region: where the routers mount region.passwords, and the shards each peer's password and CA
+(<regionPeersDir>/<peer>/password, ca.crt). A pool's mode, dict "root" $ "pool" name: none without a
+region; a pool that asks for one without region.name, and a region without the RESP port its peers
+ship to or (with tenants) a password they can present, fail the render with the reason.
+*/ -}}
+{{- define "shardline.regionDir" -}}/var/run/shardline/region{{- end -}}
+{{- define "shardline.regionPeersDir" -}}/var/run/shardline/region-peers{{- end -}}
+
+{{- define "shardline.poolRegionMode" -}}
+{{- $region := .root.Values.region -}}
+{{- $mode := (index .root.Values.pools .pool).region | default "none" -}}
+{{- if and (ne $mode "none") (not $region.name) -}}
+{{- fail (printf "pools.%s.region is %s: set region.name and region.id (this release's region)" .pool $mode) -}}
+{{- end -}}
+{{- if $region.name -}}
+{{- if not .root.Values.router.respPort -}}
+{{- fail "region.name needs router.respPort: the peer regions' shards ship to the routers' RESP port" -}}
+{{- end -}}
+{{- if and .root.Values.auth.enabled (not $region.passwords.existingSecret) -}}
+{{- fail "region.name with auth.enabled needs region.passwords.existingSecret: routers with tenants refuse the peer regions' shards unless they present a region password" -}}
+{{- end -}}
+{{- end -}}
+{{- $mode -}}
+{{- end -}}
+
+{{- /* A pool's shards' region section (common/region.ts ShardRegionConfig): dict "root" $ "pool" name. */ -}}
+{{- define "shardline.shardRegion" -}}
+{{- $root := .root -}}
+{{- $region := $root.Values.region -}}
+{{- $peers := list -}}
+{{- range $peer := $region.peers -}}
+{{- if eq $peer.name $region.name -}}
+{{- fail (printf "region.peers: %s is this region (region.name)" $peer.name) -}}
+{{- end -}}
+{{- $dir := printf "%s/%s" (include "shardline.regionPeersDir" $root) $peer.name -}}
+{{- $entry := dict "name" $peer.name "router" $peer.router -}}
+{{- if $peer.passwordSecret -}}
+{{- $_ := set $entry "password" (dict "file" (printf "%s/password" $dir)) -}}
+{{- end -}}
+{{- if $peer.tls -}}
+{{- $tls := dict -}}
+{{- if $peer.tls.caSecret -}}
+{{- $_ := set $tls "ca" (printf "%s/ca.crt" $dir) -}}
+{{- else if $root.Values.tls.enabled -}}
+{{- $_ := set $tls "ca" (printf "%s/ca.crt" (include "shardline.tlsDir" $root)) -}}
+{{- else -}}
+{{- fail (printf "region.peers %s: tls needs caSecret, or tls.enabled (this release's ca.crt)" $peer.name) -}}
+{{- end -}}
+{{- with $peer.tls.serverName -}}
+{{- $_ := set $tls "serverName" . -}}
+{{- end -}}
+{{- $_ := set $entry "tls" $tls -}}
+{{- end -}}
+{{- $peers = append $peers $entry -}}
+{{- end -}}
+{{- $section := dict "name" $region.name "id" (int $region.id) "pool" .pool "mode" (include "shardline.poolRegionMode" .) "peers" $peers -}}
+{{- toYaml (mustMergeOverwrite $section (deepCopy $root.Values.region.shipping)) -}}
+{{- end -}}
+
+{{- /* The routers' volume with region.passwords, and the shards' with each peer's password and CA: dict "root" $ "kind" router|shard; empty when there is none. */ -}}
+{{- define "shardline.regionVolume" -}}
+{{- $region := .root.Values.region -}}
+{{- if $region.name -}}
+{{- if and (eq .kind "router") $region.passwords.existingSecret -}}
+{{- toYaml (list (dict "name" "region" "secret" (dict "secretName" $region.passwords.existingSecret "items" (list (dict "key" .root.Values.region.passwords.key "path" "password"))))) -}}
+{{- else if eq .kind "shard" -}}
+{{- $sources := list -}}
+{{- range $peer := $region.peers -}}
+{{- with $peer.passwordSecret -}}
+{{- $sources = append $sources (dict "secret" (dict "name" .name "items" (list (dict "key" .key "path" (printf "%s/password" $peer.name))))) -}}
+{{- end -}}
+{{- if $peer.tls -}}
+{{- with $peer.tls.caSecret -}}
+{{- $sources = append $sources (dict "secret" (dict "name" .name "items" (list (dict "key" .key "path" (printf "%s/ca.crt" $peer.name))))) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- if $sources -}}
+{{- toYaml (list (dict "name" "region-peers" "projected" (dict "sources" $sources))) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- /* Where that volume is mounted (the whole directory: a rotated Secret reaches the files in place): dict "root" $ "kind" router|shard. */ -}}
+{{- define "shardline.regionVolumeMount" -}}
+{{- with include "shardline.regionVolume" . | fromYamlArray -}}
+{{- $volume := first . -}}
+{{- toYaml (list (dict "name" $volume.name "mountPath" (ternary (include "shardline.regionDir" $.root) (include "shardline.regionPeersDir" $.root) (eq $.kind "router")) "readOnly" true)) -}}
 {{- end -}}
 {{- end -}}
 
