@@ -1,5 +1,6 @@
 // A shard's connection to a peer region's routers: plain TCP or TLS, reconnected with a jittered
 // backoff (100 ms doubling to 5 s), replies read in order with a cap on their size.
+import { Backoff } from '../common/backoff.ts'
 import net from 'node:net'
 import tls from 'node:tls'
 import { RespReplyParseError, RespReplyParser, type RespReply } from '../common/resp-reply-parser.ts'
@@ -32,7 +33,7 @@ export class RegionLink {
   private socket: net.Socket | null = null
   private up = false
   private closed = false
-  private backoffMs = RECONNECT_MIN_MS
+  private readonly backoff = new Backoff(RECONNECT_MIN_MS, RECONNECT_MAX_MS)
   private reconnectTimer: NodeJS.Timeout | null = null
 
   constructor(address: string, clientTls: ClientTls | null, connectTimeoutMs: number, handlers: RegionLinkHandlers) {
@@ -67,7 +68,7 @@ export class RegionLink {
 
   /** The handshake passed: the next reconnect starts from the shortest backoff again. */
   healthy(): void {
-    this.backoffMs = RECONNECT_MIN_MS
+    this.backoff.reset()
   }
 
   /** Ends the connection now; disconnected() is told why, and a reconnect follows. */
@@ -131,8 +132,7 @@ export class RegionLink {
     this.up = false
     this.handlers.disconnected(why)
     if (this.closed) return
-    const delay = this.backoffMs * (0.5 + Math.random())
-    this.backoffMs = Math.min(RECONNECT_MAX_MS, this.backoffMs * 2)
+    const delay = this.backoff.next()
     this.reconnectTimer = setTimeout(() => {
       this.reconnectTimer = null
       this.connect()

@@ -1,5 +1,6 @@
 // Ships a primary shard's writes to one peer region: a cursor over its replication log, local ops
 // wrapped as SL.REGION.APPLY and pipelined to the peer's routers, and a full scan when the peer may lack data.
+import { Backoff } from '../common/backoff.ts'
 import { REGION_HELLO, REGION_USER, type RegionPeerConfig, type ShardRegionConfig } from '../common/region.ts'
 import type { Logger } from '../common/logger.ts'
 import { RespErrorReply, type RespReply } from '../common/resp-reply-parser.ts'
@@ -86,7 +87,7 @@ export class RegionShipper {
   private peerRegionId: number | null = null
   /** Waiting out a TRYAGAIN / LOADING before resending. */
   private holdTimer: NodeJS.Timeout | null = null
-  private retryMs = RETRY_MIN_MS
+  private readonly retry = new Backoff(RETRY_MIN_MS, RETRY_MAX_MS)
   private pumpScheduled = false
   private scanTimer: NodeJS.Timeout | null = null
   private scanTokens = 0
@@ -295,7 +296,7 @@ export class RegionShipper {
   private acknowledged(sent: Extract<Sent, { kind: 'op' | 'key' }>, reply: RespReply): void {
     this.counts.shippedOps++
     this.counts.shippedBytes += sent.bytes
-    this.retryMs = RETRY_MIN_MS
+    this.retry.reset()
     if (reply instanceof RespErrorReply) {
       this.counts.rejected++
       const key = sent.kind === 'op' ? logOpKey(sent.op) : sent.key
@@ -318,8 +319,7 @@ export class RegionShipper {
     }
     this.warnings.warn('region link: the peer region cannot apply ops now (its owning shard is unreachable or loading); resending', { peer: this.peer, reply: why.slice(0, 200) })
     if (this.holdTimer) return
-    const delay = this.retryMs * (0.5 + Math.random())
-    this.retryMs = Math.min(RETRY_MAX_MS, this.retryMs * 2)
+    const delay = this.retry.next()
     this.holdTimer = setTimeout(() => {
       this.holdTimer = null
       this.schedulePump()

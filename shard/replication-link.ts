@@ -1,6 +1,7 @@
 // The receiving end of replication: connects to a peer's data port (over TLS, and authenticated as
 // the internal user, when the shard has them), asks to continue from its offset, applies the snapshot
 // and the log through versioned writes, acknowledges, reconnects.
+import { Backoff } from '../common/backoff.ts'
 import net from 'node:net'
 import tls from 'node:tls'
 import { INTERNAL_USER } from '../common/secrets.ts'
@@ -72,7 +73,7 @@ export class ReplicationLink {
   private heartbeat = { ops: 0, bytes: 0, sentAt: 0, receivedAt: 0 }
   private socket: net.Socket | null = null
   private closed = false
-  private backoffMs = RECONNECT_MIN_MS
+  private readonly backoff = new Backoff(RECONNECT_MIN_MS, RECONNECT_MAX_MS)
   private reconnectTimer: NodeJS.Timeout | null = null
   private ackTimer: NodeJS.Timeout | null = null
   private lastAckAt = 0
@@ -109,7 +110,7 @@ export class ReplicationLink {
     if (this.closed || this.reconnectTimer === null || this.state !== 'connecting') return
     clearTimeout(this.reconnectTimer)
     this.reconnectTimer = null
-    this.backoffMs = RECONNECT_MIN_MS
+    this.backoff.reset()
     this.connect()
   }
 
@@ -240,8 +241,7 @@ export class ReplicationLink {
     this.keysSeen = null
     this.state = 'connecting'
     if (this.closed) return
-    const delay = this.backoffMs * (0.5 + Math.random())
-    this.backoffMs = Math.min(RECONNECT_MAX_MS, this.backoffMs * 2)
+    const delay = this.backoff.next()
     this.reconnectTimer = setTimeout(() => {
       this.reconnectTimer = null
       this.connect()
@@ -296,7 +296,7 @@ export class ReplicationLink {
 
   private synced(kind: string, replid: string, offset: number): void {
     if (this.state !== 'connecting') throw new LinkError(`${kind} in the middle of a stream`)
-    this.backoffMs = RECONNECT_MIN_MS
+    this.backoff.reset()
     const samePeerProcess = replid === this.lastSyncedReplid
     this.replid = replid
     this.lastSyncedReplid = replid

@@ -7,7 +7,7 @@ import { once } from 'node:events'
 import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { run, waitFor } from '../helpers/processes.ts'
+import { isAlive, run, waitFor } from '../helpers/processes.ts'
 
 const CLI = new URL('../../cli/shardline.ts', import.meta.url).pathname
 const config = join(mkdtempSync(join(tmpdir(), 'shardline-cluster-')), 'cluster.yaml')
@@ -81,13 +81,6 @@ t.test('the local cluster starts, serves, and stops every child on SIGTERM', asy
   cluster.kill('SIGTERM')
   const [code] = await exited
   t.equal(code, 0)
-  const alive = pids.filter((pid) => {
-    try {
-      process.kill(pid, 0)
-      return true
-    } catch {
-      return false
-    }
-  })
+  const alive = pids.filter(isAlive)
   t.same(alive, [], 'no child outlives the cluster')
 })

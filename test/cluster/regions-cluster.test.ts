@@ -7,7 +7,7 @@ import { once } from 'node:events'
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { waitFor } from '../helpers/processes.ts'
+import { isAlive, waitFor } from '../helpers/processes.ts'
 
 const CLI = new URL('../../cli/shardline.ts', import.meta.url).pathname
 const REGIONS = new URL('../../config/regions.yaml', import.meta.url).pathname
@@ -78,13 +78,6 @@ t.test('two regions start from config/regions.yaml, writes cross both ways, stop
   cluster.kill('SIGTERM')
   const [code] = await exited
   t.equal(code, 0)
-  const alive = pids.filter((pid) => {
-    try {
-      process.kill(pid, 0)
-      return true
-    } catch {
-      return false
-    }
-  })
+  const alive = pids.filter(isAlive)
   t.same(alive, [], 'no child outlives the cluster')
 })

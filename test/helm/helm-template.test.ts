@@ -13,12 +13,10 @@ import { parse, parseAllDocuments, stringify } from 'yaml'
 import { planCapacity, planValues, shardMemoryLimitMiB, shardMemoryRequestMiB } from '../../common/capacity.ts'
 import { DASHBOARD_DIR } from '../../scripts/build-dashboards.ts'
 import { parseRouterConfig } from '../../router/config.ts'
-import { loadShardConfig } from '../../shard/config.ts'
 import { CHART_DIR, loadChartValues, mergeValues, renderRouterConfig } from '../../scripts/render-router-config.ts'
-import { findHelm } from '../helpers/helm.ts'
+import { findHelm, loadRenderedShardConfig, type Doc } from '../helpers/helm.ts'
 
 const helm = findHelm()
-type Doc = { kind: string; metadata: { name: string; labels?: Record<string, string>; annotations?: Record<string, string> }; spec?: any; data?: Record<string, string> } // eslint-disable-line @typescript-eslint/no-explicit-any
 
 function template(args: string[] = [], values?: Record<string, unknown>): Doc[] {
   const dir = mkdtempSync(join(tmpdir(), 'shardline-helm-values-'))
@@ -43,22 +41,6 @@ function refusal(args: string[]): string {
 }
 
 const routerYaml = (docs: Doc[]) => parse(docs.find((d) => d.kind === 'ConfigMap' && d.metadata.name === 'cache-shardline-router')!.data!['router.yaml'])
-
-/** The shard flags of a StatefulSet's pod at an ordinal, with --config naming a copy of the shard ConfigMap's file, through the shard's own loader. */
-function loadRenderedShardConfig(docs: Doc[], set: Doc, ordinal: number) {
-  const dir = mkdtempSync(join(tmpdir(), 'shardline-helm-shard-'))
-  try {
-    const configMap = docs.find((d) => d.kind === 'ConfigMap' && d.metadata.name === 'cache-shardline-shard')
-    if (configMap) writeFileSync(join(dir, 'shard.yaml'), configMap.data!['shard.yaml'])
-    const args = (set.spec.template.spec.containers[0].args as string[]).slice(1).map((arg) => arg
-      .replace('$(POD_INDEX)', String(ordinal))
-      .replace('$(POD_NAME)', `${set.metadata.name}-${ordinal}`)
-      .replace('--config=/etc/shardline/', `--config=${dir}/`))
-    return loadShardConfig(args)
-  } finally {
-    rmSync(dir, { recursive: true, force: true })
-  }
-}
 
 if (!helm) {
   // CI fetches Helm (.ci/run), so there a missing binary is a failure; on a laptop it is a notice.

@@ -8,12 +8,10 @@ import { join } from 'node:path'
 import { Ajv } from 'ajv'
 import { parse, parseAllDocuments, stringify } from 'yaml'
 import { parseRouterConfig } from '../../router/config.ts'
-import { loadShardConfig } from '../../shard/config.ts'
 import { CHART_DIR, loadChartValues, mergeValues, renderRouterConfig } from '../../scripts/render-router-config.ts'
-import { findHelm } from '../helpers/helm.ts'
+import { findHelm, loadRenderedShardConfig, type Doc } from '../helpers/helm.ts'
 
 type Values = Record<string, unknown>
-type Doc = { kind: string; metadata: { name: string }; spec?: any; data?: Record<string, string> } // eslint-disable-line @typescript-eslint/no-explicit-any
 
 const helm = findHelm()
 const validate = new Ajv({ allErrors: true, strict: true }).compile(JSON.parse(readFileSync(join(CHART_DIR, 'values.schema.json'), 'utf8')))
@@ -47,21 +45,6 @@ function helmRun(command: string[], values: Values): { output: string; error: st
 
 const render = (values: Values): Doc[] => parseAllDocuments(helmRun(['template'], values).output).map((document) => document.toJS()).filter(Boolean)
 const find = (docs: Doc[], kind: string, name: string) => docs.find((d) => d.kind === kind && d.metadata.name === name)!
-
-/** A StatefulSet pod's flags at an ordinal, its --config a copy of the ConfigMap file it names, through the shard's own loader. */
-function loadShardPod(docs: Doc[], set: Doc, ordinal: number) {
-  const dir = mkdtempSync(join(tmpdir(), 'shardline-helm-regions-shard-'))
-  try {
-    for (const [file, text] of Object.entries(find(docs, 'ConfigMap', 'cache-shardline-shard').data!)) writeFileSync(join(dir, file), text)
-    const args = (set.spec.template.spec.containers[0].args as string[]).slice(1).map((arg) => arg
-      .replace('$(POD_INDEX)', String(ordinal))
-      .replace('$(POD_NAME)', `${set.metadata.name}-${ordinal}`)
-      .replace('--config=/etc/shardline/', `--config=${dir}/`))
-    return loadShardConfig(args)
-  } finally {
-    rmSync(dir, { recursive: true, force: true })
-  }
-}
 
 t.test('the schema refuses bad region values', async (t) => {
   const values = loadChartValues()
@@ -113,7 +96,7 @@ if (!helm) {
     const west = { name: 'west', router: 'shardline.cache.svc.west.example:6379', password: { file: '/var/run/shardline/region-peers/west/password' }, tls: { ca: '/var/run/shardline/region-peers/west/ca.crt', serverName: 'west.example' } }
     for (const [pool, mode] of [['main', 'replicate'], ['sessions', 'invalidate'], ['local', 'none']]) {
       const set = find(docs, 'StatefulSet', `cache-shardline-${pool}-s0`)
-      const shard = loadShardPod(docs, set, 0)
+      const shard = loadRenderedShardConfig(docs, set, 0)
       t.same(shard.region, { name: 'east', id: 1, pool, mode, peers: [west], maxInFlightOps: 1024, scanKeysPerSecond: 100_000, helloMs: 500 }, `${pool}: the region section, shipping settings passed through`)
       t.equal(shard.tombstoneTtlMs, 600_000, `${pool}: tombstones outlast a partition`)
       t.same(shard.auth?.internalPasswords, [{ file: '/var/run/shardline/auth/shard-password' }], `${pool}: auth as without a region`)
@@ -124,7 +107,7 @@ if (!helm) {
       ], `${pool}: the peer's password and CA mounted`)
       t.same(pod.containers[0].volumeMounts.find((m: { name: string }) => m.name === 'region-peers'), { name: 'region-peers', mountPath: '/var/run/shardline/region-peers', readOnly: true })
     }
-    const replica = loadShardPod(docs, find(docs, 'StatefulSet', 'cache-shardline-main-s1'), 2)
+    const replica = loadRenderedShardConfig(docs, find(docs, 'StatefulSet', 'cache-shardline-main-s1'), 2)
     t.equal(replica.replication.replicaOf, 'cache-shardline-main-s1-0.cache-shardline-shards.prod.svc.cluster.local:6380', 'a replica still follows its primary (it ships only once promoted)')
     t.equal(replica.region?.pool, 'main')
   })
@@ -143,7 +126,7 @@ if (!helm) {
     t.notOk(Object.values(routerYaml.pools as Record<string, object>).some((pool) => 'region' in pool), 'no pool region key: the config is as before')
     t.same(Object.keys(find(docs, 'ConfigMap', 'cache-shardline-shard').data!), ['shard.yaml'])
     const set = find(docs, 'StatefulSet', 'cache-shardline-main-s0')
-    t.equal(loadShardPod(docs, set, 0).region, null)
+    t.equal(loadRenderedShardConfig(docs, set, 0).region, null)
     t.notOk(set.spec.template.spec.volumes.some((v: { name: string }) => v.name === 'region-peers'))
     t.notOk(find(docs, 'Deployment', 'cache-shardline-router').spec.template.spec.volumes.some((v: { name: string }) => v.name === 'region'))
     t.equal(find(docs, 'NetworkPolicy', 'cache-shardline-router').spec.ingress.length, 1, 'regionFrom means nothing without a region')

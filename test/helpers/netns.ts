@@ -2,6 +2,7 @@
 // routed through the root namespace, cut and healed pair by pair with blackhole routing. Root only.
 import { spawn, spawnSync, type ChildProcess, type SpawnOptions } from 'node:child_process'
 import { accessSync, constants, readFileSync, writeFileSync } from 'node:fs'
+import { isAlive } from './processes.ts'
 
 export interface TestHost {
   name: string
@@ -288,15 +289,6 @@ function reapStale(): void {
     for (const address of ipRun(['-n', netns, '-o', '-4', 'addr', 'show']).stdout.matchAll(/inet (10\.231\.\d+\.\d+)\//g)) removeRulesFor(address[1])
     for (const veth of ipRun(['-n', netns, '-o', 'link', 'show', 'type', 'veth']).stdout.matchAll(/^\d+: (slv\d+b)@/gm)) ipQuiet(['-n', netns, 'link', 'del', veth[1]])
     ipQuiet(['netns', 'del', netns])
-  }
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM'
   }
 }
 
