@@ -1,0 +1,206 @@
+// Cross-region lag (issue 15): two regions as real processes (test/helpers/two-regions.ts), east's shards shipping
+// to west's router through a link proxy with 0 or 50 ms added one-way delay, under a paced write load into east.
+//   - load: SETs of 100-byte values over 100,000 keys to east's router RESP port, paced at --rates (writes/s),
+//     pipelined per 1 ms tick; the achieved rate (acknowledged writes/s) is reported beside the asked one;
+//   - probes: a probe key SET in east every --probe-ms; every --poll-ms the probes not yet seen are GET from
+//     west's router in one pipeline; sent in east -> first seen in west is one lag sample (so a sample
+//     includes up to one poll interval);
+//   - each cell (rate x delay) runs --seconds after --warmup-seconds of load; target p99 <= delay + 20 ms.
+// Options: --seconds 10 --warmup-seconds 1 --rates 1000,5000 --delays 0,50 --probe-ms 20 --poll-ms 2.
+// Prints a table; the lead appends it to bench/RESULTS.md from a run on an idle machine.
+import { performance } from 'node:perf_hooks'
+import { parseArgs } from 'node:util'
+import { percentile } from '../test/helpers/replicated-cluster.ts'
+import { startTwoRegions, type TwoRegions } from '../test/helpers/two-regions.ts'
+import { RespClient, codeVersion, formatTable, loadAverage, runMain, sleep, type RespReply } from './lib.ts'
+
+const VALUE_BYTES = 100
+const WRITER_KEYSPACE = 100_000
+/** A stalled router does not get an unbounded burst: past this many unanswered writes the writer skips ticks (the achieved rate shows it). */
+const MAX_OUTSTANDING = 20_000
+const PROBE_TIMEOUT_MS = 10_000
+const TARGET_SLACK_MS = 20
+
+const { values: flags } = parseArgs({
+  options: {
+    seconds: { type: 'string', default: '10' },
+    'warmup-seconds': { type: 'string', default: '1' },
+    rates: { type: 'string', default: '1000,5000' },
+    delays: { type: 'string', default: '0,50' },
+    'probe-ms': { type: 'string', default: '20' },
+    'poll-ms': { type: 'string', default: '2' },
+  },
+  strict: true,
+})
+const SECONDS = Number(flags.seconds)
+const WARMUP_SECONDS = Number(flags['warmup-seconds'])
+const RATES = flags.rates.split(',').map(Number)
+const DELAYS = flags.delays.split(',').map(Number)
+const PROBE_MS = Number(flags['probe-ms'])
+const POLL_MS = Number(flags['poll-ms'])
+if (![SECONDS, PROBE_MS, POLL_MS, ...RATES].every((n) => Number.isFinite(n) && n > 0) || ![WARMUP_SECONDS, ...DELAYS].every((n) => Number.isFinite(n) && n >= 0)) {
+  throw new Error('usage: bench/regions.ts [--seconds s] [--warmup-seconds s] [--rates w/s,w/s] [--delays ms,ms] [--probe-ms ms] [--poll-ms ms]')
+}
+
+/** SETs at a fixed rate: every ~1 ms, the writes due since the start go out in one pipeline (not awaited). */
+class PacedWriter {
+  acked = 0
+  errors = 0
+  private sent = 0
+  private outstanding = 0
+  private readonly startedAt = performance.now()
+  private readonly timer: NodeJS.Timeout
+  private readonly value = Buffer.alloc(VALUE_BYTES, 'v')
+  private readonly client: RespClient
+  private readonly rate: number
+
+  constructor(client: RespClient, rate: number) {
+    this.client = client
+    this.rate = rate
+    this.timer = setInterval(() => this.tick(), 1)
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.timer)
+    while (this.outstanding > 0) await sleep(5)
+  }
+
+  private tick(): void {
+    const due = Math.floor(((performance.now() - this.startedAt) * this.rate) / 1000) - this.sent
+    if (due <= 0 || this.outstanding > MAX_OUTSTANDING) return
+    const commands = Array.from({ length: due }, (_, i) => ['SET', `load:${(this.sent + i) % WRITER_KEYSPACE}`, this.value])
+    this.sent += due
+    this.outstanding += due
+    void this.client.pipeline(commands).then((replies) => this.replied(replies), () => this.replied(commands.map(() => new Error('failed'))))
+  }
+
+  private replied(replies: RespReply[]): void {
+    this.outstanding -= replies.length
+    for (const reply of replies) {
+      if (reply === 'OK') this.acked++
+      else this.errors++
+    }
+  }
+}
+
+/** Probe keys SET in east every probeMs; polled in west until seen. */
+class Probes {
+  readonly samples: number[] = []
+  timeouts = 0
+  errors = 0
+  private readonly pending = new Map<string, number>()
+  private next = 0
+  private readonly timers: NodeJS.Timeout[]
+  private polling = false
+  private readonly cell: string
+  private readonly east: RespClient
+  private readonly west: RespClient
+
+  constructor(cell: string, east: RespClient, west: RespClient) {
+    this.cell = cell
+    this.east = east
+    this.west = west
+    this.timers = [setInterval(() => this.send(), PROBE_MS), setInterval(() => void this.poll(), POLL_MS)]
+  }
+
+  /** Stops sending; waits for the probes in flight to be seen (or time out). */
+  async stop(): Promise<void> {
+    clearInterval(this.timers[0])
+    const deadline = performance.now() + PROBE_TIMEOUT_MS
+    while (this.pending.size > 0 && performance.now() < deadline) await sleep(POLL_MS)
+    clearInterval(this.timers[1])
+    this.timeouts += this.pending.size
+  }
+
+  private send(): void {
+    const key = `probe:${this.cell}:${this.next++}`
+    const sentAt = performance.now()
+    this.east.command('SET', key, String(sentAt)).then(() => this.pending.set(key, sentAt), () => this.errors++)
+  }
+
+  /** One pipeline of GETs of every probe not seen yet; one poll in flight at a time. */
+  private async poll(): Promise<void> {
+    if (this.polling || this.pending.size === 0) return
+    this.polling = true
+    const keys = [...this.pending.keys()]
+    try {
+      const replies = await this.west.pipeline(keys.map((key) => ['GET', key]))
+      const seenAt = performance.now()
+      replies.forEach((reply, i) => {
+        const sentAt = this.pending.get(keys[i])!
+        if (Buffer.isBuffer(reply)) {
+          this.samples.push(seenAt - sentAt)
+          this.pending.delete(keys[i])
+        } else if (seenAt - sentAt > PROBE_TIMEOUT_MS) {
+          this.timeouts++
+          this.pending.delete(keys[i])
+        }
+      })
+    } catch {
+      this.errors++
+    } finally {
+      this.polling = false
+    }
+  }
+}
+
+interface Cell {
+  rate: number
+  delayMs: number
+  achieved: number
+  writeErrors: number
+  probes: number
+  timeouts: number
+  p50: number
+  p99: number
+  max: number
+}
+
+async function measure(regions: TwoRegions, rate: number, delayMs: number): Promise<Cell> {
+  for (const link of regions.links) link.delayMs = delayMs
+  const clients = await Promise.all([regions.east.respPort, regions.east.respPort, regions.west.respPort].map((port) => RespClient.connect(port)))
+  const [writerClient, probeClient, westClient] = clients
+  try {
+    const writer = new PacedWriter(writerClient, rate)
+    await sleep(WARMUP_SECONDS * 1000)
+    const ackedBefore = writer.acked
+    const startedAt = performance.now()
+    const probes = new Probes(`${rate}-${delayMs}`, probeClient, westClient)
+    await sleep(SECONDS * 1000)
+    const achieved = ((writer.acked - ackedBefore) * 1000) / (performance.now() - startedAt)
+    await Promise.all([writer.stop(), probes.stop()])
+    const { samples } = probes
+    return { rate, delayMs, achieved, writeErrors: writer.errors, probes: samples.length, timeouts: probes.timeouts + probes.errors, p50: percentile(samples, 50), p99: percentile(samples, 99), max: Math.max(...samples) }
+  } finally {
+    for (const client of clients) client.close()
+  }
+}
+
+async function main(): Promise<void> {
+  const cleanups: (() => unknown)[] = []
+  try {
+    const regions = await startTwoRegions({ teardown: (fn) => cleanups.push(fn) })
+    // Each shipper's first full scan (and reconnects while the peer router started) are over before any cell.
+    await regions.waitCaughtUp()
+    const cells: Cell[] = []
+    for (const delayMs of DELAYS) {
+      for (const rate of RATES) {
+        const cell = await measure(regions, rate, delayMs)
+        console.log(`rate ${rate}/s, delay ${delayMs} ms: achieved ${cell.achieved.toFixed(0)}/s, lag p50 ${cell.p50.toFixed(1)} ms p99 ${cell.p99.toFixed(1)} ms`)
+        cells.push(cell)
+      }
+    }
+    const ms = (value: number) => (Number.isFinite(value) ? value.toFixed(1) : '-')
+    console.log(`\n## Cross-region lag (east -> west)\n`)
+    console.log(`- Command: \`npx node bench/regions.ts --seconds ${SECONDS}\`; code: ${codeVersion()}; load average ${loadAverage()}`)
+    console.log(`- east: ${regions.east.pairs.length} shard pairs, west: ${regions.west.pairs.length}; load: SET of ${VALUE_BYTES}-byte values over ${WRITER_KEYSPACE} keys to east's router RESP port; probe every ${PROBE_MS} ms, polled in west every ${POLL_MS} ms\n`)
+    console.log(formatTable(
+      ['rate w/s', 'added delay ms', 'achieved w/s', 'write errors', 'probes', 'timeouts', 'lag p50 ms', 'lag p99 ms', 'lag max ms', 'target p99 ms', 'met?'],
+      cells.map((cell) => [cell.rate, cell.delayMs, cell.achieved.toFixed(0), cell.writeErrors, cell.probes, cell.timeouts, ms(cell.p50), ms(cell.p99), ms(cell.max), `<= ${cell.delayMs + TARGET_SLACK_MS}`, cell.p99 <= cell.delayMs + TARGET_SLACK_MS ? 'yes' : 'no']),
+    ))
+  } finally {
+    for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
+  }
+}
+
+runMain(main)
