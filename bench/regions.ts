@@ -4,7 +4,8 @@
 //     pipelined per 1 ms tick; the achieved rate (acknowledged writes/s) is reported beside the asked one;
 //   - probes: a probe key SET in east every --probe-ms; every --poll-ms the probes not yet seen are GET from
 //     west's router in one pipeline; sent in east -> first seen in west is one lag sample (so a sample
-//     includes up to one poll interval);
+//     includes up to one poll interval); side by side, the same probes polled on east's own replicas (the
+//     local asynchronous hop, shard to shard), and the east write's own round trip;
 //   - each cell (rate x delay) runs --seconds after --warmup-seconds of load; target p99 <= delay + 20 ms.
 // Options: --seconds 10 --warmup-seconds 1 --rates 1000,5000 --delays 0,50 --probe-ms 20 --poll-ms 2 --shards 1,2 --hello-ms 1000.
 // Prints a table; the lead appends it to bench/RESULTS.md from a run on an idle machine.
@@ -89,7 +90,7 @@ class PacedWriter {
   }
 }
 
-/** Probe keys SET in east every probeMs; polled in west until seen. */
+/** Probe keys SET in east every probeMs; polled where they should show (west's router, or east's replicas) until seen. */
 class Probes {
   readonly samples: number[] = []
   timeouts = 0
@@ -104,12 +105,12 @@ class Probes {
   private polling = false
   private readonly cell: string
   private readonly east: RespClient
-  private readonly west: RespClient
+  private readonly seenIn: RespClient[]
 
-  constructor(cell: string, east: RespClient, west: RespClient) {
+  constructor(cell: string, east: RespClient, seenIn: RespClient[]) {
     this.cell = cell
     this.east = east
-    this.west = west
+    this.seenIn = seenIn
     this.timers = [setInterval(() => this.send(), PROBE_MS), setInterval(() => void this.poll(), POLL_MS)]
   }
 
@@ -132,23 +133,23 @@ class Probes {
     }, () => this.errors++)
   }
 
-  /** One pipeline of GETs of every probe not seen yet; one poll in flight at a time. */
+  /** One pipeline of GETs of every probe not seen yet, to each place it may show; one poll in flight at a time. */
   private async poll(): Promise<void> {
     if (this.polling || this.pending.size === 0) return
     this.polling = true
     const keys = [...this.pending.keys()]
     try {
-      const replies = await this.west.pipeline(keys.map((key) => ['GET', key]))
+      const replies = await Promise.all(this.seenIn.map((client) => client.pipeline(keys.map((key) => ['GET', key]))))
       const seenAt = performance.now()
-      replies.forEach((reply, i) => {
-        const { sentAt, ackedAt } = this.pending.get(keys[i])!
-        if (Buffer.isBuffer(reply)) {
+      keys.forEach((key, i) => {
+        const { sentAt, ackedAt } = this.pending.get(key)!
+        if (replies.some((fromOne) => Buffer.isBuffer(fromOne[i]))) {
           this.samples.push(seenAt - sentAt)
           this.afterAck.push(seenAt - ackedAt)
-          this.pending.delete(keys[i])
+          this.pending.delete(key)
         } else if (seenAt - sentAt > PROBE_TIMEOUT_MS) {
           this.timeouts++
-          this.pending.delete(keys[i])
+          this.pending.delete(key)
         }
       })
     } catch {
@@ -172,23 +173,28 @@ interface Cell {
   afterAckP50: number
   afterAckP99: number
   writeP99: number
+  /** The same probes' lag to east's own replicas: the local asynchronous hop, side by side. */
+  replicaP50: number
+  replicaP99: number
 }
 
 async function measure(regions: TwoRegions, rate: number, delayMs: number): Promise<Cell> {
   for (const link of regions.links) link.delayMs = delayMs
-  const clients = await Promise.all([regions.east.respPort, regions.east.respPort, regions.west.respPort].map((port) => RespClient.connect(port)))
-  const [writerClient, probeClient, westClient] = clients
+  const replicaPorts = regions.east.pairs.map((pair) => pair.replica.port)
+  const clients = await Promise.all([regions.east.respPort, regions.east.respPort, regions.east.respPort, regions.west.respPort, ...replicaPorts].map((port) => RespClient.connect(port)))
+  const [writerClient, probeClient, replicaProbeClient, westClient, ...replicaClients] = clients
   try {
     const writer = new PacedWriter(writerClient, rate)
     await sleep(WARMUP_SECONDS * 1000)
     const ackedBefore = writer.acked
     const startedAt = performance.now()
-    const probes = new Probes(`${rate}-${delayMs}`, probeClient, westClient)
+    const probes = new Probes(`${rate}-${delayMs}`, probeClient, [westClient])
+    const replicaProbes = new Probes(`${rate}-${delayMs}-local`, replicaProbeClient, replicaClients)
     await sleep(SECONDS * 1000)
     const achieved = ((writer.acked - ackedBefore) * 1000) / (performance.now() - startedAt)
-    await Promise.all([writer.stop(), probes.stop()])
+    await Promise.all([writer.stop(), probes.stop(), replicaProbes.stop()])
     const { samples } = probes
-    return { rate, delayMs, achieved, writeErrors: writer.errors, probes: samples.length, timeouts: probes.timeouts + probes.errors, p50: percentile(samples, 50), p99: percentile(samples, 99), max: Math.max(...samples), afterAckP50: percentile(probes.afterAck, 50), afterAckP99: percentile(probes.afterAck, 99), writeP99: percentile(probes.writeRoundTrips, 99) }
+    return { rate, delayMs, achieved, writeErrors: writer.errors, probes: samples.length, timeouts: probes.timeouts + probes.errors, p50: percentile(samples, 50), p99: percentile(samples, 99), max: Math.max(...samples), afterAckP50: percentile(probes.afterAck, 50), afterAckP99: percentile(probes.afterAck, 99), writeP99: percentile(probes.writeRoundTrips, 99), replicaP50: percentile(replicaProbes.samples, 50), replicaP99: percentile(replicaProbes.samples, 99) }
   } finally {
     for (const client of clients) client.close()
   }
@@ -216,8 +222,8 @@ async function main(): Promise<void> {
     console.log(`- Command: \`npx node bench/regions.ts --seconds ${SECONDS} --shards ${EAST_SHARDS},${WEST_SHARDS} --hello-ms ${HELLO_MS}\`; code: ${codeVersion()}; load average ${loadAverage()}`)
     console.log(`- east: ${regions.east.pairs.length} shard pairs, west: ${regions.west.pairs.length}; load: SET of ${VALUE_BYTES}-byte values over ${WRITER_KEYSPACE} keys to east's router RESP port; probe every ${PROBE_MS} ms, polled in west every ${POLL_MS} ms\n`)
     console.log(formatTable(
-      ['rate w/s', 'added delay ms', 'achieved w/s', 'write errors', 'probes', 'timeouts', 'lag p50 ms', 'lag p99 ms', 'lag max ms', 'target p99 ms', 'met?', 'east write p99 ms', 'after ack p50 ms', 'after ack p99 ms'],
-      cells.map((cell) => [cell.rate, cell.delayMs, cell.achieved.toFixed(0), cell.writeErrors, cell.probes, cell.timeouts, ms(cell.p50), ms(cell.p99), ms(cell.max), `<= ${cell.delayMs + TARGET_SLACK_MS}`, cell.p99 <= cell.delayMs + TARGET_SLACK_MS ? 'yes' : 'no', ms(cell.writeP99), ms(cell.afterAckP50), ms(cell.afterAckP99)]),
+      ['rate w/s', 'added delay ms', 'achieved w/s', 'write errors', 'probes', 'timeouts', 'lag p50 ms', 'lag p99 ms', 'lag max ms', 'target p99 ms', 'met?', 'east write p99 ms', 'after ack p50 ms', 'after ack p99 ms', 'east replica lag p50 ms', 'east replica lag p99 ms'],
+      cells.map((cell) => [cell.rate, cell.delayMs, cell.achieved.toFixed(0), cell.writeErrors, cell.probes, cell.timeouts, ms(cell.p50), ms(cell.p99), ms(cell.max), `<= ${cell.delayMs + TARGET_SLACK_MS}`, cell.p99 <= cell.delayMs + TARGET_SLACK_MS ? 'yes' : 'no', ms(cell.writeP99), ms(cell.afterAckP50), ms(cell.afterAckP99), ms(cell.replicaP50), ms(cell.replicaP99)]),
     ))
   } finally {
     for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
