@@ -3,6 +3,7 @@
 import { execFileSync, spawn, type ChildProcess, type SpawnOptions } from 'node:child_process'
 import { readFileSync, writeFileSync } from 'node:fs'
 import net from 'node:net'
+import { performance } from 'node:perf_hooks'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { RespReplyParser, type RespReply } from '../common/resp-reply-parser.ts'
@@ -502,4 +503,70 @@ export function formatTable(headers: string[], rows: Array<Array<string | number
   const widths = headers.map((_, column) => Math.max(...cells.map((row) => row[column].length)))
   const line = (row: string[]) => `| ${row.map((cell, column) => cell.padEnd(widths[column])).join(' | ')} |`
   return [line(cells[0]), `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`, ...cells.slice(1).map(line)].join('\n')
+}
+
+/** What a PacedWriter writes: SETs of valueBytes-byte values over keyspace keys named keyPrefix + index. */
+export interface PacedWrites {
+  keyPrefix: string
+  keyspace: number
+  valueBytes: number
+}
+
+/** SETs at a fixed rate: every ~1 ms, the writes due since start() go out in one pipeline (not awaited). */
+export class PacedWriter {
+  sent = 0
+  acked = 0
+  errors = 0
+  private readonly client: RespClient
+  private readonly rate: number
+  private readonly writes: PacedWrites
+  private readonly value: Buffer
+  private startedAt = 0
+  private timer: NodeJS.Timeout | null = null
+  private outstanding = 0
+  private stopped = false
+
+  constructor(client: RespClient, rate: number, writes: PacedWrites) {
+    this.client = client
+    this.rate = rate
+    this.writes = writes
+    this.value = Buffer.alloc(writes.valueBytes, 'v')
+  }
+
+  start(): void {
+    this.startedAt = performance.now()
+    this.tick()
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true
+    if (this.timer) clearTimeout(this.timer)
+    while (this.outstanding > 0) await sleep(5)
+  }
+
+  private tick(): void {
+    if (this.stopped) return
+    const due = Math.floor(((performance.now() - this.startedAt) * this.rate) / 1000) - this.sent
+    // A stalled server does not get an unbounded burst: the achieved rate shows the shortfall.
+    const count = this.outstanding > 20_000 ? 0 : Math.min(due, 2000)
+    if (count > 0) {
+      const commands: Array<Array<string | Buffer>> = []
+      for (let i = 0; i < count; i++) commands.push(['SET', `${this.writes.keyPrefix}${(this.sent + i) % this.writes.keyspace}`, this.value])
+      this.sent += count
+      this.outstanding += count
+      void this.client.pipeline(commands).then(
+        (replies) => this.replied(replies),
+        () => this.replied(commands.map(() => new Error('failed'))),
+      )
+    }
+    this.timer = setTimeout(() => this.tick(), 1)
+  }
+
+  private replied(replies: RespReply[]): void {
+    this.outstanding -= replies.length
+    for (const reply of replies) {
+      if (reply === 'OK') this.acked++
+      else this.errors++
+    }
+  }
 }

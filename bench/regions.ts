@@ -13,12 +13,10 @@ import { performance } from 'node:perf_hooks'
 import { parseArgs } from 'node:util'
 import { percentile } from '../test/helpers/replicated-cluster.ts'
 import { startTwoRegions, type TwoRegions } from '../test/helpers/two-regions.ts'
-import { RespClient, codeVersion, formatTable, loadAverage, runMain, sleep, type RespReply } from './lib.ts'
+import { PacedWriter, RespClient, codeVersion, formatTable, loadAverage, runMain, sleep } from './lib.ts'
 
 const VALUE_BYTES = 100
 const WRITER_KEYSPACE = 100_000
-/** A stalled router does not get an unbounded burst: past this many unanswered writes the writer skips ticks (the achieved rate shows it). */
-const MAX_OUTSTANDING = 20_000
 const PROBE_TIMEOUT_MS = 10_000
 const TARGET_SLACK_MS = 20
 
@@ -47,47 +45,6 @@ const [EAST_SHARDS, WEST_SHARDS] = flags.shards.split(',').map(Number)
 const HELLO_MS = Number(flags['hello-ms'])
 if (![SECONDS, PROBE_MS, POLL_MS, EAST_SHARDS, WEST_SHARDS, HELLO_MS, ...RATES].every((n) => Number.isFinite(n) && n > 0) || ![WARMUP_SECONDS, ...DELAYS].every((n) => Number.isFinite(n) && n >= 0)) {
   throw new Error('usage: bench/regions.ts [--seconds s] [--warmup-seconds s] [--rates w/s,w/s] [--delays ms,ms] [--probe-ms ms] [--poll-ms ms] [--shards east,west] [--hello-ms ms]')
-}
-
-/** SETs at a fixed rate: every ~1 ms, the writes due since the start go out in one pipeline (not awaited). */
-class PacedWriter {
-  acked = 0
-  errors = 0
-  private sent = 0
-  private outstanding = 0
-  private readonly startedAt = performance.now()
-  private readonly timer: NodeJS.Timeout
-  private readonly value = Buffer.alloc(VALUE_BYTES, 'v')
-  private readonly client: RespClient
-  private readonly rate: number
-
-  constructor(client: RespClient, rate: number) {
-    this.client = client
-    this.rate = rate
-    this.timer = setInterval(() => this.tick(), 1)
-  }
-
-  async stop(): Promise<void> {
-    clearInterval(this.timer)
-    while (this.outstanding > 0) await sleep(5)
-  }
-
-  private tick(): void {
-    const due = Math.floor(((performance.now() - this.startedAt) * this.rate) / 1000) - this.sent
-    if (due <= 0 || this.outstanding > MAX_OUTSTANDING) return
-    const commands = Array.from({ length: due }, (_, i) => ['SET', `load:${(this.sent + i) % WRITER_KEYSPACE}`, this.value])
-    this.sent += due
-    this.outstanding += due
-    void this.client.pipeline(commands).then((replies) => this.replied(replies), () => this.replied(commands.map(() => new Error('failed'))))
-  }
-
-  private replied(replies: RespReply[]): void {
-    this.outstanding -= replies.length
-    for (const reply of replies) {
-      if (reply === 'OK') this.acked++
-      else this.errors++
-    }
-  }
 }
 
 /** Probe keys SET in east every probeMs; polled where they should show (west's router, or east's replicas) until seen. */
@@ -184,7 +141,8 @@ async function measure(regions: TwoRegions, rate: number, delayMs: number): Prom
   const clients = await Promise.all([regions.east.respPort, regions.east.respPort, regions.east.respPort, regions.west.respPort, ...replicaPorts].map((port) => RespClient.connect(port)))
   const [writerClient, probeClient, replicaProbeClient, westClient, ...replicaClients] = clients
   try {
-    const writer = new PacedWriter(writerClient, rate)
+    const writer = new PacedWriter(writerClient, rate, { keyPrefix: 'load:', keyspace: WRITER_KEYSPACE, valueBytes: VALUE_BYTES })
+    writer.start()
     await sleep(WARMUP_SECONDS * 1000)
     const ackedBefore = writer.acked
     const startedAt = performance.now()

@@ -22,6 +22,7 @@ import {
   formatTable,
   loadAverage,
   parseInfo,
+  PacedWriter,
   runMain,
   sleep,
   startRedis,
@@ -29,7 +30,6 @@ import {
   startShard,
   stopServer,
   waitForOutput,
-  type RespReply,
   type RunningServer,
 } from './lib.ts'
 
@@ -248,61 +248,6 @@ function warnings(server: RunningServer): string {
 
 // ---------------------------------------------------------------- lag
 
-/** SETs at a fixed rate: every ~1 ms, sends the writes due since the start (pipelined, not awaited). */
-class PacedWriter {
-  sent = 0
-  acked = 0
-  errors = 0
-  private readonly client: RespClient
-  private readonly rate: number
-  private readonly value = Buffer.alloc(VALUE_BYTES, 'v')
-  private startedAt = 0
-  private timer: NodeJS.Timeout | null = null
-  private outstanding = 0
-  private stopped = false
-
-  constructor(client: RespClient, rate: number) {
-    this.client = client
-    this.rate = rate
-  }
-
-  start(): void {
-    this.startedAt = performance.now()
-    this.tick()
-  }
-
-  async stop(): Promise<void> {
-    this.stopped = true
-    if (this.timer) clearTimeout(this.timer)
-    while (this.outstanding > 0) await sleep(5)
-  }
-
-  private tick(): void {
-    if (this.stopped) return
-    const due = Math.floor(((performance.now() - this.startedAt) * this.rate) / 1000) - this.sent
-    // A stalled server does not get an unbounded burst: the achieved rate shows the shortfall.
-    const count = this.outstanding > 20_000 ? 0 : Math.min(due, 2000)
-    if (count > 0) {
-      const commands: Array<Array<string | Buffer>> = []
-      for (let i = 0; i < count; i++) commands.push(['SET', `w:${(this.sent + i) % WRITER_KEYSPACE}`, this.value])
-      this.sent += count
-      this.outstanding += count
-      void this.client.pipeline(commands).then(
-        (replies) => this.replied(replies),
-        () => this.replied(commands.map(() => new Error('failed'))),
-      )
-    }
-    this.timer = setTimeout(() => this.tick(), 1)
-  }
-
-  private replied(replies: RespReply[]): void {
-    this.outstanding -= replies.length
-    for (const reply of replies) {
-      if (reply === 'OK') this.acked++
-      else this.errors++
-    }
-  }
-}
 
 interface LagRun {
   kind: Kind
@@ -334,7 +279,7 @@ async function measureLag(kind: Kind): Promise<LagRun> {
       RespClient.connect(primary.port), RespClient.connect(primary.port), RespClient.connect(pair.replica.port),
     ])
     try {
-      const writer = new PacedWriter(writerClient, RATE)
+      const writer = new PacedWriter(writerClient, RATE, { keyPrefix: 'w:', keyspace: WRITER_KEYSPACE, valueBytes: VALUE_BYTES })
       const start = performance.now()
       const measureFrom = start + WARMUP_SECONDS * 1000
       const measureUntil = measureFrom + LAG_SECONDS * 1000
