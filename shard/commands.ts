@@ -393,7 +393,7 @@ function runGetVersioned(ctx: CommandContext, args: RespArgs): void {
   ctx.writer.bulkLatin1(entryValue(packed))
   ctx.writer.integer(entryVersion(packed))
   ctx.writer.integer(entryFlags(packed))
-  ctx.writer.integer(ctx.store.remainingTtl(k))
+  ctx.writer.integer(ctx.store.remainingTtlOf(packed))
   if (counter) ctx.writer.integer(1)
 }
 

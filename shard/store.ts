@@ -313,8 +313,15 @@ export class Store {
   /** Remaining TTL in ms, -1 for a key without expiry, -2 for a missing key (Redis's PTTL). */
   remainingTtl(key: string): number {
     const current = this.peek(key)
-    if (current === undefined) return -2
-    const expiresAt = entryExpiresAt(current)
+    return current === undefined ? -2 : this.remainingTtlOf(current)
+  }
+
+  /**
+   * The ms left of an entry already read (-1: no expiry), never -2: a reply that carries a value
+   * must not say, a moment later, that the key is gone (a 1 ms TTL can pass between two lookups).
+   */
+  remainingTtlOf(packed: string): number {
+    const expiresAt = entryExpiresAt(packed)
     return expiresAt === 0 ? -1 : Math.max(0, expiresAt - this.now())
   }
 

@@ -37,6 +37,17 @@ t.test('an expired entry is never returned', async (t) => {
   t.equal(store.size, 0, 'removed, not just hidden')
 })
 
+t.test('the TTL of an entry already read never says the key is gone (SL.GETV replies from one read)', async (t) => {
+  const { store, clock } = clockedStore()
+  store.set('k', 'v', { ttlMs: 1 })
+  const packed = store.get('k')!
+  clock.now += 5
+  t.equal(store.remainingTtl('k'), -2, 'a fresh lookup finds it expired')
+  t.equal(store.remainingTtlOf(packed), 0, 'the entry read before its expiry has 0 ms left, not -2')
+  store.set('p', 'v')
+  t.equal(store.remainingTtlOf(store.get('p')!), -1)
+})
+
 t.test('remainingTtl reports -1 without expiry and -2 when missing', async (t) => {
   const { store } = clockedStore()
   store.set('k', 'v')
