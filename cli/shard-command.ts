@@ -2,7 +2,6 @@
 // starts the shard, prints its addresses, and shuts down cleanly on SIGTERM or SIGINT.
 import { createLogger } from '../common/logger.ts'
 import { loadShardConfig, SHARD_USAGE } from '../shard/config.ts'
-import { startShard } from '../shard/shard-process.ts'
 import { installShutdown } from './shutdown.ts'
 
 // Measured with a 64mb shard filled with ten times its budget: RSS 369 MB without this flag,
@@ -43,6 +42,8 @@ export async function runShardCommand(argv: string[]): Promise<void> {
     })
   }
   const log = createLogger(`shard:${config.name}`)
+  // Loaded only in the process that runs the shard, not in the one that re-executes itself above.
+  const { startShard } = await import('../shard/shard-process.ts')
   const shard = await startShard(config, log)
   console.log(`shardline shard ${config.name} ready: resp ${shard.data.address}:${shard.data.port} admin ${config.tls ? 'https' : 'http'}://${shard.admin.address}:${shard.admin.port}`)
   installShutdown(log, () => shard.close(4000))
