@@ -64,8 +64,8 @@ t.test('everything cli/shardline.ts imports is in the image: its own files copie
   const visit = (file: string) => {
     if (seen.has(file)) return
     seen.add(file)
-    for (const [, specifier] of readFileSync(file, 'utf8').matchAll(/(?:^|\n)\s*(?:import|export)\s[^'"]*?from\s+'([^']+)'|import\('([^']+)'\)/g)) {
-      if (!specifier) continue
+    for (const [, staticSpecifier, dynamicSpecifier] of readFileSync(file, 'utf8').matchAll(/(?:^|\n)\s*(?:import|export)\s[^'"]*?from\s+'([^']+)'|import\('([^']+)'\)/g)) {
+      const specifier = staticSpecifier ?? dynamicSpecifier
       if (specifier.startsWith('.')) visit(resolve(dirname(file), specifier))
       else if (!specifier.startsWith('node:')) packages.add(specifier.startsWith('@') ? specifier.split('/').slice(0, 2).join('/') : specifier.split('/')[0])
     }
