@@ -7,9 +7,9 @@ import { waitFor } from '../helpers/processes.ts'
 import { delay, sampleReplicationLag, seededRandom, startReplicatedCluster, type ReplicatedCluster } from '../helpers/replicated-cluster.ts'
 
 // Fixed seeds, so a red run is reproducible: SHARDLINE_CONSISTENCY_REPLAY=<scenario>:<seed> (as printed)
-// runs that one alone, SHARDLINE_CONSISTENCY_REPLAY=<scenario> that scenario's seeds. 6 seeds per
-// scenario keep the whole suite within CI's 20 minutes on 2 cores; SHARDLINE_CONSISTENCY_SEEDS=<n> runs n.
-const SEEDS_PER_SCENARIO = Number(process.env.SHARDLINE_CONSISTENCY_SEEDS ?? 6)
+// runs that one alone, SHARDLINE_CONSISTENCY_REPLAY=<scenario> that scenario's seeds, and
+// SHARDLINE_CONSISTENCY_SEEDS=<n> runs n seeds per scenario instead of 10.
+const SEEDS_PER_SCENARIO = Number(process.env.SHARDLINE_CONSISTENCY_SEEDS ?? 10)
 /** The staleness bound through a router other than the writer's. */
 const COPY_TTL_MS = 1000
 /**
