@@ -13,7 +13,7 @@ const HEAP_FLAGS = ['--optimize-for-size']
 // reply buffers come from arenas that keep their pages: RSS then stays at the high-water mark of
 // the last burst. A fixed threshold returns large blocks to the kernel on free, and two arenas stop
 // libuv's and V8's threads from each keeping their own. Measured in test/shard/client-limits.test.ts:
-// the highest attack peak fell from 199–218 MB to 185–188 MB, and the resting RSS from 158 to 139 MB.
+// the highest attack peak fell from 199–218 MB to 185–197 MB, and the resting RSS from 158 to 139 MB.
 // An operator's own setting of either variable wins.
 const MALLOC_ENV = { MALLOC_MMAP_THRESHOLD_: '131072', MALLOC_ARENA_MAX: '2' }
 

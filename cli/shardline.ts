@@ -15,8 +15,9 @@ usage: shardline <command> [options]
   get <key> | set <key> <value> [--ttl s] | del <key>   talk to a router (--router url)
   version   print the version`
 
-// V8's code cache (and Node's type-stripped sources) on disk, in the OS temp folder: a shard or router
-// starts in about 0.8 s instead of 1.2 s here. A folder that cannot be written only costs that time.
+// V8's code cache (and Node's type-stripped sources) on disk, in the OS temp folder: a shard is ready
+// about 0.4 s sooner here (0.8 s instead of 1.2 s idle, 1.4 s instead of 1.8 s on a busy machine).
+// A folder that cannot be written only costs that time.
 enableCompileCache()
 
 async function main(argv: string[]): Promise<void> {

@@ -9,7 +9,8 @@ import {
 
 // The same 20 seeds every run, so a red CI is reproducible (SHARDLINE_FAULT_RUNS=<n> runs the first n).
 // SHARDLINE_FAULT_SEED=<seed> (as printed) replays one, on a machine where netns is as available as
-// where it was printed (the draw depends on it); SHARDLINE_FAULT_EXPLORE=1 draws fresh seeds instead, to look for schedules that fail.
+// where it was printed (the draw depends on it); SHARDLINE_FAULT_EXPLORE=1 draws fresh seeds instead,
+// to look for schedules that fail.
 const RUNS = Number(process.env.SHARDLINE_FAULT_RUNS ?? 20)
 /** Each writer writes at most every this many ms: a restart under a flat-out load takes 3x longer here. */
 const WRITE_PACE_MS = 10
