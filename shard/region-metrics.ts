@@ -1,5 +1,5 @@
 // The cross-region shipping metrics on a shard's /metrics, one series per peer region: lag, queue,
-// link state, and what was shipped, resynced and refused.
+// parked writes, link state, and what was shipped, resynced and refused.
 import { Gauge, type Registry } from 'prom-client'
 import { mirroredCounter } from '../common/metric-helpers.ts'
 import type { RegionShipper } from './region-shipper.ts'
@@ -16,6 +16,7 @@ export function registerRegionMetrics(registry: Registry, shippers: readonly Reg
   })
   gauge('shardline_region_lag_seconds', 'Age of the oldest write a peer region has not acknowledged (during a full scan: since the scan began); 0 when caught up.', (shipper) => shipper.lagSeconds())
   gauge('shardline_region_queue_ops', 'Local writes in the replication log a peer region has not acknowledged.', (shipper) => shipper.queuedOps())
+  gauge('shardline_region_parked_ops', 'Writes a peer region answered TRYAGAIN or LOADING for (their owning shard there is unreachable or loading), set aside for a retry while the rest ships.', (shipper) => shipper.parkedOps())
   gauge('shardline_region_connected', '1 while the link to a peer region\'s routers is up and past its handshake.', (shipper) => (shipper.connected ? 1 : 0))
   const counter = (name: string, help: string, read: (shipper: RegionShipper) => number) => mirroredCounter({
     name,

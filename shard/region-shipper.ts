@@ -8,7 +8,7 @@ import { RespWriter } from '../common/resp-writer.ts'
 import { ThrottledWarnings } from '../common/throttled-warning.ts'
 import type { ClientTls } from '../common/tls-files.ts'
 import { entryIsTombstone, rebaseExpiry } from './entry.ts'
-import { RegionApplyEncoder, logOpKey, parseIncarnation, readLogOp, shippedInMode } from './region-ops.ts'
+import { RegionApplyEncoder, logOpKey, parseIncarnation, readLogOp, shippedInMode, type LogOp } from './region-ops.ts'
 import { RegionLink } from './region-link.ts'
 import type { ReplicationLog } from './replication-log.ts'
 import { command } from './replication-wire.ts'
@@ -33,11 +33,17 @@ export const SHIP_WINDOW_BYTES = 4 * 1024 * 1024
 const SCAN_SLICE_KEYS = 512
 const RETRY_MIN_MS = 100
 const RETRY_MAX_MS = 5000
+/**
+ * Ops the peer could not apply yet (TRYAGAIN: its owning shard is unreachable or loading) are parked,
+ * up to this many, and shipping goes on past them. Every op that crosses is apply-if-newer or a merge,
+ * so a parked op applied after newer ones changes nothing they set. Past this, the link waits instead.
+ */
+export const PARKED_OPS_MAX = 10_000
 
 type Sent =
   | { kind: 'auth'; generation: number; sentAt: number }
   | { kind: 'hello'; generation: number; sentAt: number }
-  | { kind: 'op'; generation: number; sentAt: number; offset: number; op: Buffer; name: string; bytes: number }
+  | { kind: 'op'; generation: number; sentAt: number; offset: number; op: Buffer; name: string; bytes: number; retry: boolean }
   | { kind: 'key'; generation: number; sentAt: number; index: number; key: string; bytes: number }
 
 interface FullScan {
@@ -85,8 +91,15 @@ export class RegionShipper {
   private writers: Map<string, string> | null = null
   private incarnation: string | null = null
   private peerRegionId: number | null = null
-  /** Waiting out a TRYAGAIN / LOADING before resending. */
+  /** Waiting out a TRYAGAIN / LOADING before resending everything from the cursor (too much parked, or a scanned key). */
   private holdTimer: NodeJS.Timeout | null = null
+  /** Offsets of parked ops waiting out their retry delay, ascending: all older than sentOffset. */
+  private parked: number[] = []
+  /** Parked ops whose delay is over, ascending: pumps send them before the log. */
+  private due: number[] = []
+  /** Parked ops sent again and not answered yet, in the order they were sent (and are answered). */
+  private retrying: number[] = []
+  private retryTimer: NodeJS.Timeout | null = null
   private readonly retry = new Backoff(RETRY_MIN_MS, RETRY_MAX_MS)
   private pumpScheduled = false
   private scanTimer: NodeJS.Timeout | null = null
@@ -143,6 +156,11 @@ export class RegionShipper {
     return this.unacknowledged.length - this.unacknowledgedHead
   }
 
+  /** Ops the peer answered TRYAGAIN or LOADING for, waiting for a retry (or being retried). */
+  parkedOps(): number {
+    return this.parked.length + this.due.length + this.retrying.length
+  }
+
   describe(): Record<string, unknown> {
     const scan = this.scan
     return {
@@ -154,6 +172,7 @@ export class RegionShipper {
       lagSeconds: this.lagSeconds(),
       queuedOps: this.queuedOps(),
       inFlight: this.outstanding,
+      parkedOps: this.parkedOps(),
       peerRegionId: this.peerRegionId,
       incarnation: this.incarnation,
       scan: scan && { reason: scan.reason, keys: scan.keys.length, done: scan.done, next: scan.next },
@@ -166,6 +185,7 @@ export class RegionShipper {
     this.closed = true
     clearInterval(this.helloTimer)
     if (this.holdTimer) clearTimeout(this.holdTimer)
+    if (this.retryTimer) clearTimeout(this.retryTimer)
     if (this.scanTimer) clearTimeout(this.scanTimer)
     this.link.close()
   }
@@ -219,10 +239,15 @@ export class RegionShipper {
     this.outstanding--
     this.outstandingBytes -= sent.bytes
     if (sent.generation === this.generation) {
-      if (sent.kind === 'op') this.opsInFlight--
-      else this.keysInFlight--
+      if (sent.kind === 'op') {
+        this.opsInFlight--
+        if (sent.retry) this.retrying.shift()
+      } else {
+        this.keysInFlight--
+      }
       if (reply instanceof RespErrorReply && /^(TRYAGAIN|LOADING)\b/.test(reply.message)) {
-        this.resendLater(sent, reply.message)
+        if (sent.kind === 'op' && this.parkedOps() < PARKED_OPS_MAX) this.park(sent.offset, reply.message)
+        else this.resendLater(sent, reply.message)
         return
       }
       this.acknowledged(sent, reply)
@@ -296,7 +321,8 @@ export class RegionShipper {
   private acknowledged(sent: Extract<Sent, { kind: 'op' | 'key' }>, reply: RespReply): void {
     this.counts.shippedOps++
     this.counts.shippedBytes += sent.bytes
-    this.retry.reset()
+    // While ops are parked, other shards' answers say nothing about the one that refused.
+    if ((sent.kind === 'op' && sent.retry) || this.parkedOps() === 0) this.retry.reset()
     if (reply instanceof RespErrorReply) {
       this.counts.rejected++
       const key = sent.kind === 'op' ? logOpKey(sent.op) : sent.key
@@ -307,15 +333,63 @@ export class RegionShipper {
       this.finishScanIfDone()
       return
     }
-    this.cursor = this.firstOpInFlight() ?? this.sentOffset
+    this.cursor = this.oldestUnacknowledged()
+  }
+
+  private oldestParked(): number {
+    return Math.min(this.parked[0] ?? Infinity, this.due[0] ?? Infinity, this.retrying[0] ?? Infinity)
+  }
+
+  /** The oldest op not acknowledged: parked ops are older than any other in flight. */
+  private oldestUnacknowledged(): number {
+    return Math.min(this.oldestParked(), this.firstOpInFlight() ?? this.sentOffset)
+  }
+
+  private park(offset: number, why: string): void {
+    // Usually the newest; a retried op that is refused again may be older than some parked since.
+    let at = this.parked.length
+    while (at > 0 && this.parked[at - 1] > offset) at--
+    this.parked.splice(at, 0, offset)
+    this.cursor = this.oldestUnacknowledged()
+    this.warnings.warn('region link: the peer region cannot apply some ops now (their owning shard is unreachable or loading); parked for a retry, the others go on', { peer: this.peer, parked: this.parkedOps(), reply: why.slice(0, 200) })
+    if (this.retryTimer !== null) return
+    // One round per delay: the ops parked when it ends are sent once; those refused again wait anew.
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = null
+      this.due = [...this.due, ...this.parked].sort((a, b) => a - b)
+      this.parked = []
+      this.schedulePump()
+    }, this.retry.next())
+  }
+
+  /** Sends the parked ops whose delay is over, oldest first, as many as the window takes. */
+  private sendDue(pieces: Buffer[]): void {
+    const { log } = this.options
+    if (this.due[0] < log.firstOffset) {
+      this.warnings.warn('region link: parked ops left the replication backlog before the peer could apply them; shipping everything by a full scan', { peer: this.peer, parked: this.parkedOps(), firstOffset: log.firstOffset })
+      this.startScan('parked ops left the backlog')
+      this.schedulePump()
+      return
+    }
+    const now = Date.now()
+    let sent = 0
+    while (sent < this.due.length && this.hasRoom()) {
+      const offset = this.due[sent++]
+      const op = log.opAt(offset)
+      this.sendOp(pieces, offset, op, readLogOp(op), now, true)
+      this.retrying.push(offset)
+    }
+    this.due.splice(0, sent)
   }
 
   // Replies come in order, so ops after the refused one may have been applied: resending them is harmless.
+  // Parked ops are older and unacknowledged: the resend starts at the oldest of them.
   private resendLater(sent: Extract<Sent, { kind: 'op' | 'key' }>, why: string): void {
+    const from = Math.min(this.oldestParked(), sent.kind === 'op' ? sent.offset : Infinity)
     this.rewind()
     if (sent.kind === 'op') {
-      this.sentOffset = sent.offset
-      this.cursor = sent.offset
+      this.sentOffset = from
+      this.cursor = from
     }
     this.warnings.warn('region link: the peer region cannot apply ops now (its owning shard is unreachable or loading); resending', { peer: this.peer, reply: why.slice(0, 200) })
     if (this.holdTimer) return
@@ -331,6 +405,7 @@ export class RegionShipper {
     this.generation++
     this.opsInFlight = 0
     this.keysInFlight = 0
+    this.forgetParked()
     const scan = this.scan
     if (scan !== null) {
       scan.next = scan.done
@@ -360,6 +435,8 @@ export class RegionShipper {
     this.generation++
     this.opsInFlight = 0
     this.keysInFlight = 0
+    // The scan sends every key's entry as it is now: what was parked is in it.
+    this.forgetParked()
     const keys = store.keyList()
     this.scan = { reason, keys, next: 0, done: 0, resumeOffset: log.headOffset, startedAt: Date.now() }
     this.cursor = log.headOffset
@@ -368,18 +445,28 @@ export class RegionShipper {
     this.options.logger.info({ peer: this.peer, reason, keys: keys.length }, 'region full scan started')
   }
 
+  // The cursor is at or before the oldest parked op, so shipping again from it covers them.
+  private forgetParked(): void {
+    this.parked = []
+    this.due = []
+    this.retrying = []
+    if (this.retryTimer) clearTimeout(this.retryTimer)
+    this.retryTimer = null
+  }
+
   private finishScanIfDone(): void {
     const scan = this.scan
     if (scan === null || scan.next < scan.keys.length || this.keysInFlight > 0) return
     this.scan = null
     this.options.logger.info({ peer: this.peer, reason: scan.reason, keys: scan.keys.length, seconds: (Date.now() - scan.startedAt) / 1000 }, 'region full scan finished')
-    this.cursor = this.firstOpInFlight() ?? this.sentOffset
+    this.cursor = this.oldestUnacknowledged()
   }
 
+  /** The first op in flight that is not a retry (retries are older than all of them), or null. */
   private firstOpInFlight(): number | null {
     for (let i = this.inFlightHead; i < this.inFlight.length; i++) {
       const sent = this.inFlight[i]
-      if (sent.generation === this.generation && sent.kind === 'op') return sent.offset
+      if (sent.generation === this.generation && sent.kind === 'op' && !sent.retry) return sent.offset
       if (sent.generation === this.generation && sent.kind === 'key') return null
     }
     return null
@@ -394,13 +481,17 @@ export class RegionShipper {
     })
   }
 
-  // One socket write per turn: scanned keys first (a slice, within the scan's rate), then the log.
+  // One socket write per turn: scanned keys first (a slice, within the scan's rate), else parked ops
+  // whose wait is over, then the log.
   private pump(): void {
     if (this.state !== 'shipping' || this.holdTimer !== null) return
     const pieces: Buffer[] = []
     const scan = this.scan
     if (scan !== null && scan.next < scan.keys.length) this.sendScanSlice(scan, pieces)
-    else this.sendLog(pieces)
+    else {
+      if (this.due.length > 0) this.sendDue(pieces)
+      this.sendLog(pieces)
+    }
     this.link.write(pieces)
     this.finishScanIfDone()
     if (this.scan !== null && this.scan.next < this.scan.keys.length && this.hasRoom() && this.scanTimer === null) this.schedulePump()
@@ -453,15 +544,18 @@ export class RegionShipper {
       if (log.isForeign(offset)) continue
       const op = log.opAt(offset)
       const parsed = readLogOp(op)
-      if (!shippedInMode(this.options.region.mode, parsed.name)) continue
-      const wrapped = this.encoder.wrap(op, parsed)
-      const bytes = wrapped[0].length + wrapped[1].length + wrapped[2].length
-      pieces.push(...wrapped)
-      this.opsInFlight++
-      this.push({ kind: 'op', generation: this.generation, sentAt: now, offset, op, name: parsed.name, bytes })
+      if (shippedInMode(this.options.region.mode, parsed.name)) this.sendOp(pieces, offset, op, parsed, now, false)
     }
     // During a scan the cursor stays where the scan began until its last key is answered.
-    if (this.opsInFlight === 0 && this.scan === null) this.cursor = this.sentOffset
+    if (this.opsInFlight === 0 && this.scan === null) this.cursor = this.oldestUnacknowledged()
+  }
+
+  private sendOp(pieces: Buffer[], offset: number, op: Buffer, parsed: LogOp, now: number, retry: boolean): void {
+    const wrapped = this.encoder.wrap(op, parsed)
+    const bytes = wrapped[0].length + wrapped[1].length + wrapped[2].length
+    pieces.push(...wrapped)
+    this.opsInFlight++
+    this.push({ kind: 'op', generation: this.generation, sentAt: now, offset, op, name: parsed.name, bytes, retry })
   }
 
   // While no link ships, ops that would never be shipped are passed at once: they are not lag.

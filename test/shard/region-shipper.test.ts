@@ -1,6 +1,6 @@
 // The region shipper against a fake peer router: what crosses (local ops only, by mode), in order,
-// resent after a broken link or a TRYAGAIN, refused ops skipped, full scans when the peer may lack
-// data, the handshake, and the lag it reports.
+// resent after a broken link, parked after a TRYAGAIN (within a bound) while the rest goes on,
+// refused ops skipped, full scans when the peer may lack data, the handshake, and the lag it reports.
 import t from 'tap'
 import { Writable } from 'node:stream'
 import { pino } from 'pino'
@@ -10,7 +10,7 @@ import type { RegionMode } from '../../common/region.ts'
 import { ClientTls } from '../../common/tls-files.ts'
 import { entryIsTombstone, entryVersion } from '../../shard/entry.ts'
 import { registerRegionMetrics } from '../../shard/region-metrics.ts'
-import { RegionShipper } from '../../shard/region-shipper.ts'
+import { PARKED_OPS_MAX, RegionShipper } from '../../shard/region-shipper.ts'
 import { Replication } from '../../shard/replication.ts'
 import { Store } from '../../shard/store.ts'
 import { startFakePeer, type FakePeer } from '../helpers/fake-region-peer.ts'
@@ -170,7 +170,7 @@ t.test('at most maxInFlightOps go unanswered; a broken link resends from the cur
   t.equal(shipper.counts.resyncs.full, 1, 'no second scan')
 })
 
-t.test('TRYAGAIN and LOADING hold the cursor and the op is sent again; other errors are counted and skipped', async (t) => {
+t.test('TRYAGAIN and LOADING park the op and the others go on; it is sent again until applied; other errors are counted and skipped', async (t) => {
   const peer = await startFakePeer(t)
   const { store, shipper, caughtUp, metric, logLines } = await ship(t, peer)
   await caughtUp()
@@ -187,11 +187,57 @@ t.test('TRYAGAIN and LOADING hold the cursor and the op is sent again; other err
   await caughtUp()
   const arrived = opsAndKeys(peer)
   t.equal(arrived.filter((op) => op === 'SL.SETV busy').length, 4, 'sent until it was applied')
-  t.same(arrived.filter((op) => op !== 'SL.SETV busy' && op !== 'SL.SETV before').slice(-2), ['SL.SETV bad', 'SL.SETV after'], 'the ops after it follow it again')
-  t.equal(arrived.lastIndexOf('SL.SETV busy') < arrived.lastIndexOf('SL.SETV after'), true, 'order kept')
+  t.same(['before', 'bad', 'after'].map((key) => arrived.filter((op) => op === `SL.SETV ${key}`).length), [1, 1, 1], 'the ops around it went once each: they did not wait for it')
+  t.ok(arrived.lastIndexOf('SL.SETV busy') > arrived.indexOf('SL.SETV after'), 'it was applied after the newer ops')
   t.equal(shipper.counts.rejected, 1, 'the refused op is counted once')
   t.equal(await metric('shardline_region_rejected_total'), 1)
   t.ok(logLines.some((line) => line.msg === 'region link: the peer region refused an op for good; skipped' && line.key === 'bad'), 'and logged')
+})
+
+t.test('one key the peer cannot apply holds up no other: it stays parked, counted in the lag, until its shard is back', async (t) => {
+  const peer = await startFakePeer(t)
+  const { store, shipper, caughtUp, metric } = await ship(t, peer)
+  await caughtUp()
+  let down = true
+  peer.answer = (args) => (args[4] === 'stuck' && down ? '-TRYAGAIN the owning shard is unreachable\r\n' : undefined)
+  store.set('stuck', 'v1')
+  for (let i = 0; i < 20; i++) store.set(`free${i}`, String(i))
+  await waitFor(() => Array.from({ length: 20 }, (_, i) => `SL.SETV free${i}`).every((op) => opsAndKeys(peer).includes(op)), 5000, () => `the other keys crossed: ${opsAndKeys(peer)}`)
+  t.equal(shipper.describe().parkedOps, 1, 'the refused op is parked')
+  t.equal(await metric('shardline_region_parked_ops'), 1, 'and exported')
+  await waitFor(async () => (await metric('shardline_region_lag_seconds'))! >= 0.2, 5000, () => 'the lag to count the parked op')
+  t.ok((await metric('shardline_region_queue_ops'))! >= 1, 'and the queue')
+  // A broken link while an op is parked: the resend starts at the parked op.
+  peer.dropAll()
+  await waitFor(() => peer.accepted === 2, 5000, () => 'a reconnect')
+  down = false
+  await caughtUp('the parked op to be applied')
+  const arrived = opsAndKeys(peer)
+  t.ok(arrived.filter((op) => op === 'SL.SETV stuck').length >= 2, 'it was sent again until applied')
+  t.equal(await metric('shardline_region_parked_ops'), 0, 'nothing parked any more')
+  t.equal(await metric('shardline_region_lag_seconds'), 0, 'the lag is back to 0')
+})
+
+t.test(`more than ${PARKED_OPS_MAX} parked ops: the link waits instead, and nothing is lost`, async (t) => {
+  const peer = await startFakePeer(t)
+  const { store, shipper, caughtUp, logLines } = await ship(t, peer, { backlogBytes: 16 * 1024 * 1024 })
+  await caughtUp()
+  let refusing = true
+  peer.answer = (args) => (refusing && args[0] === 'SL.REGION.APPLY' ? '-TRYAGAIN the owning shard is unreachable\r\n' : undefined)
+  const keys = PARKED_OPS_MAX + 50
+  let mostParked = 0
+  const sampler = setInterval(() => (mostParked = Math.max(mostParked, shipper.describe().parkedOps as number)), 5)
+  t.teardown(() => clearInterval(sampler))
+  for (let i = 0; i < keys; i++) store.set(`k${i}`, String(i))
+  const waits = 'region link: the peer region cannot apply ops now (its owning shard is unreachable or loading); resending'
+  await waitFor(() => logLines.some((line) => line.msg === waits), 10_000, () => `the link to wait once the bound was reached: ${JSON.stringify(shipper.describe())}`)
+  t.ok(mostParked > 0, `ops were parked first (${mostParked} seen)`)
+  refusing = false
+  await caughtUp('everything to be applied once the peer takes ops again')
+  clearInterval(sampler)
+  t.ok(mostParked <= PARKED_OPS_MAX, `never more parked than the bound (at most ${mostParked})`)
+  const applied = new Set(opsAndKeys(peer))
+  t.equal(Array.from({ length: keys }, (_, i) => `SL.SETV k${i}`).filter((op) => !applied.has(op)).length, 0, 'every op reached the peer')
 })
 
 t.test('the lag grows while the peer stalls and goes back to 0 once it answers', async (t) => {
