@@ -1,5 +1,6 @@
 // Two regions end to end, as real processes: writes, deletes and TTLs cross both ways through the peer's
-// own ring; concurrent writes and counters converge; a region restarted empty catches up by full scan.
+// own ring; concurrent writes and counters converge; a hung peer shard holds up only its own keys; a
+// region restarted empty catches up by full scan.
 import t from 'tap'
 import { regionOfVersion } from '../../common/hlc.ts'
 import { waitFor } from '../helpers/processes.ts'
@@ -111,6 +112,34 @@ t.test('counters incremented in both regions sum exactly', async (t) => {
   t.same(totals, counters.flatMap((key) => [`east/${key}=${inEast + inWest}`, `west/${key}=${inEast + inWest}`]), `${inEast} increments in east + ${inWest} in west read ${inEast + inWest} in both`)
   const comparison = await compareRegions(regions.regions, (key) => counters.includes(key))
   t.same(comparison.differences, [], "the counters' per-writer components are the same in both regions")
+})
+
+t.test("a west shard that hangs (primary and replica) holds up only its own keys: the others cross meanwhile, its own once it answers", async (t) => {
+  const [kept, hung] = west.pairs
+  const keys = Array.from({ length: 16 }, (_, i) => `while-hung-${i}`)
+  const parked = () => east.shardMetric('shardline_region_parked_ops', { peer: west.name })
+  const fullScans = () => east.shardMetric('shardline_region_resyncs_total', { peer: west.name, kind: 'full' })
+  const scansBefore = await fullScans()
+  const onKept = async () => (await Promise.all(keys.map(async (key) => ((await shardCommand(kept.primary, ['SL.GETV', key])) !== null ? key : null)))).filter((key) => key !== null)
+  hung.primary.pause()
+  hung.replica.pause()
+  t.teardown(() => [hung.primary, hung.replica].forEach((node) => node.resume()))
+  for (const key of keys) await send(east, 'POST', key, { value: `v-${key}` })
+  // Each write is either applied on west's other shard or parked in east: none waits behind another.
+  let arrivedWhileHung: string[] = []
+  let parkedWhileHung = 0
+  await waitFor(async () => {
+    ;[arrivedWhileHung, parkedWhileHung] = await Promise.all([onKept(), parked()])
+    return arrivedWhileHung.length + parkedWhileHung === keys.length
+  }, CROSS_MS, () => `the writes for ${kept.name} did not cross while ${hung.name} hung: ${arrivedWhileHung.length} arrived, ${parkedWhileHung} parked\n${regions.outputTails()}`)
+  t.ok(arrivedWhileHung.length > 0 && arrivedWhileHung.length < keys.length, `${arrivedWhileHung.length} of ${keys.length} crossed to ${kept.name} while ${hung.name} hung; the rest were parked`)
+  hung.primary.resume()
+  hung.replica.resume()
+  for (const key of keys) await shows(west, key, `v-${key}`)
+  await waitFor(async () => (await parked()) === 0, CROSS_MS, () => 'nothing parked any more')
+  const owners = await Promise.all(keys.map(async (key) => (await holders(west, key)).map((holder) => holder.shard)))
+  t.same(keys.filter((_, i) => owners[i].includes(kept.primary.name)).sort(), [...arrivedWhileHung].sort(), `the keys that crossed meanwhile are exactly those west's ring gives ${kept.name}`)
+  t.equal(await fullScans(), scansBefore, 'the parked ones were retried, not brought by a full scan')
 })
 
 t.test('a region restarted empty catches up by full scan', async (t) => {
