@@ -116,29 +116,40 @@ t.test('counters incremented in both regions sum exactly', async (t) => {
 
 t.test("a west shard that hangs (primary and replica) holds up only its own keys: the others cross meanwhile, its own once it answers", async (t) => {
   const [kept, hung] = west.pairs
+  // More writes than a link keeps in flight (1024): a link that waited behind the hung shard's first op
+  // would never send the last writes of the other shard's keys.
   const keys = Array.from({ length: 16 }, (_, i) => `while-hung-${i}`)
+  const ROUNDS = 200
+  const finalValue = (key: string) => `${key}-round-${ROUNDS - 1}`
   const parked = () => east.shardMetric('shardline_region_parked_ops', { peer: west.name })
   const fullScans = () => east.shardMetric('shardline_region_resyncs_total', { peer: west.name, kind: 'full' })
   const scansBefore = await fullScans()
-  const onKept = async () => (await Promise.all(keys.map(async (key) => ((await shardCommand(kept.primary, ['SL.GETV', key])) !== null ? key : null)))).filter((key) => key !== null)
+  /** The keys west's other shard holds, and which of them it holds at their last write. */
+  const onKept = async () => {
+    const values = await Promise.all(keys.map(async (key) => ((await shardCommand(kept.primary, ['SL.GETV', key])) as [string] | null)?.[0]))
+    return { present: keys.filter((_, i) => values[i] !== undefined), final: keys.filter((key, i) => values[i] === finalValue(key)) }
+  }
   hung.primary.pause()
   hung.replica.pause()
   t.teardown(() => [hung.primary, hung.replica].forEach((node) => node.resume()))
-  for (const key of keys) await send(east, 'POST', key, { value: `v-${key}` })
-  // Each write is either applied on west's other shard or parked in east: none waits behind another.
-  let arrivedWhileHung: string[] = []
+  const pipeline = east.respClient(t).pipeline()
+  for (let round = 0; round < ROUNDS; round++) for (const key of keys) pipeline.set(key, `${key}-round-${round}`)
+  const replies = (await pipeline.exec())!
+  t.equal(replies.filter(([error]) => error === null).length, keys.length * ROUNDS, `${keys.length * ROUNDS} writes acknowledged in east`)
+  // Every key of the other shard holds its last write while each write of the hung shard's keys is parked.
+  let seen = { present: [] as string[], final: [] as string[] }
   let parkedWhileHung = 0
   await waitFor(async () => {
-    ;[arrivedWhileHung, parkedWhileHung] = await Promise.all([onKept(), parked()])
-    return arrivedWhileHung.length + parkedWhileHung === keys.length
-  }, CROSS_MS, () => `the writes for ${kept.name} did not cross while ${hung.name} hung: ${arrivedWhileHung.length} arrived, ${parkedWhileHung} parked\n${regions.outputTails()}`)
-  t.ok(arrivedWhileHung.length > 0 && arrivedWhileHung.length < keys.length, `${arrivedWhileHung.length} of ${keys.length} crossed to ${kept.name} while ${hung.name} hung; the rest were parked`)
+    ;[seen, parkedWhileHung] = await Promise.all([onKept(), parked()])
+    return seen.final.length === seen.present.length && parkedWhileHung === (keys.length - seen.final.length) * ROUNDS
+  }, CROSS_MS, () => `the writes for ${kept.name} did not cross while ${hung.name} hung: ${seen.final.length} of ${seen.present.length} keys there at their last write, ${parkedWhileHung} ops parked\n${regions.outputTails()}`)
+  t.ok(seen.final.length > 0 && seen.final.length < keys.length, `${seen.final.length} of ${keys.length} keys reached their last write on ${kept.name} while ${hung.name} hung; the ${parkedWhileHung} writes of the others were parked`)
   hung.primary.resume()
   hung.replica.resume()
-  for (const key of keys) await shows(west, key, `v-${key}`)
+  for (const key of keys) await shows(west, key, finalValue(key))
   await waitFor(async () => (await parked()) === 0, CROSS_MS, () => 'nothing parked any more')
   const owners = await Promise.all(keys.map(async (key) => (await holders(west, key)).map((holder) => holder.shard)))
-  t.same(keys.filter((_, i) => owners[i].includes(kept.primary.name)).sort(), [...arrivedWhileHung].sort(), `the keys that crossed meanwhile are exactly those west's ring gives ${kept.name}`)
+  t.same(keys.filter((_, i) => owners[i].includes(kept.primary.name)).sort(), [...seen.final].sort(), `the keys that crossed meanwhile are exactly those west's ring gives ${kept.name}`)
   t.equal(await fullScans(), scansBefore, 'the parked ones were retried, not brought by a full scan')
 })
 
